@@ -1,0 +1,377 @@
+"""`nano2 audit`: one in-memory DuckDB over a data root, with a view for every kind of thing the recipe writes.
+
+Tables and views (all queryable with `--sql`):
+- `manifests`: one row per manifest.json (kind, name, path, producer, code version, counts).
+- `manifest_inputs`: the inputs each manifest records, and whether they still match what is at that path now.
+- `manifest_stats`: the grouped counts of each manifest (grouping, value, documents, tokens, bytes).
+- `documents`: every Parquet/JSONL document set (artifact, partition, source, file, doc_id, text, tokens, metadata).
+- `decisions`: every decisions table (artifact, file, doc_id, step, kept, reason, scores).
+- `plan_phases`, `plan_sources`: every compiled mixture plan, with available tokens now at each source's path.
+- `orphan_files`: data files that no manifest owns (a break in lineage).
+- `audit_warnings`: files that could not be read as what they looked like, and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from nano2.errors import Nano2Error
+from nano2.manifest import MANIFEST_NAME, Manifest, read_manifest
+
+DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson")
+DATA_SUFFIXES = (*DOCUMENT_SUFFIXES, ".json", ".bin", ".idx", ".safetensors", ".arrow")
+USER_QUERY_DIR = Path(".nano2") / "queries"
+
+
+def _suffix(path: Path) -> str | None:
+    name = path.name
+    for suffix in (*DATA_SUFFIXES,):
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+
+
+@dataclass
+class Artifact:
+    path: Path
+    rel: str
+    manifest: Manifest
+    documents: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+    decisions: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    plans: list[str] = field(default_factory=list)
+
+
+def _is_decisions(rel_parts: tuple[str, ...]) -> bool:
+    return any(p == "decisions" for p in rel_parts[:-1]) or rel_parts[-1].startswith("decisions")
+
+
+def _reader(fmt: str, files: list[str]) -> str:
+    if fmt == ".parquet":
+        return f"read_parquet({_sql_list(files)}, union_by_name=true, filename=true, hive_partitioning=false)"
+    return (
+        f"read_json({_sql_list(files)}, format='newline_delimited', union_by_name=true, filename=true, "
+        "maximum_object_size=268435456, sample_size=-1)"
+    )
+
+
+class Audit:
+    """Discover artifacts under `root` and expose them as DuckDB tables and views."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise Nano2Error(f"{self.root}: audit root is not a directory")
+        self.con = duckdb.connect(":memory:")
+        self.artifacts: list[Artifact] = []
+        self.orphans: list[tuple[str, int]] = []
+        self.warnings: list[tuple[str, str]] = []
+        self._discover()
+        self._create_manifest_tables()
+        self._create_documents_view()
+        self._create_decisions_view()
+        self._create_plan_tables()
+        self._create_misc_tables()
+
+    # discovery ---------------------------------------------------------------------------------------------
+    def _discover(self) -> None:
+        owners: dict[Path, Artifact] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+            if MANIFEST_NAME in filenames:
+                try:
+                    manifest = read_manifest(here)
+                except Nano2Error as exc:
+                    self.warnings.append((str(here / MANIFEST_NAME), f"unreadable manifest: {exc}"))
+                else:
+                    rel = here.relative_to(self.root).as_posix() if here != self.root else "."
+                    owners[here] = Artifact(path=here, rel=rel, manifest=manifest)
+                    self.artifacts.append(owners[here])
+            owner = next((owners[p] for p in (here, *here.parents) if p in owners), None)
+            for fname in sorted(filenames):
+                path = here / fname
+                suffix = _suffix(path)
+                if fname == MANIFEST_NAME or fname.startswith(".") or suffix is None:
+                    continue
+                if owner is None:
+                    self.orphans.append((path.relative_to(self.root).as_posix(), path.stat().st_size))
+                    continue
+                rel_parts = path.relative_to(owner.path).parts
+                if suffix == ".json":
+                    if owner.manifest.kind == "plan" or fname.endswith("plan.json"):
+                        owner.plans.append(str(path))
+                    continue
+                if suffix not in DOCUMENT_SUFFIXES:
+                    continue
+                fmt = ".parquet" if suffix == ".parquet" else ".jsonl"
+                if _is_decisions(rel_parts):
+                    owner.decisions[fmt].append(str(path))
+                else:
+                    partition = "/".join(p for p in rel_parts[:-1] if "=" in p)
+                    owner.documents[(fmt, partition)].append(str(path))
+
+    # manifests ---------------------------------------------------------------------------------------------
+    def _create_manifest_tables(self) -> None:
+        c = self.con
+        c.execute(
+            """CREATE TABLE manifests (id VARCHAR, kind VARCHAR, name VARCHAR, path VARCHAR, created_at TIMESTAMPTZ,
+            command VARCHAR, config_path VARCHAR, config_hash VARCHAR, package_version VARCHAR, git_commit VARCHAR,
+            dirty BOOLEAN, diff_hash VARCHAR, documents BIGINT, tokens BIGINT, bytes BIGINT, n_files INTEGER,
+            n_inputs INTEGER, extra JSON)"""
+        )
+        c.execute(
+            """CREATE TABLE manifest_inputs (manifest_id VARCHAR, artifact VARCHAR, input_path VARCHAR,
+            input_manifest_id VARCHAR, input_content_hash VARCHAR, current_manifest_id VARCHAR, status VARCHAR)"""
+        )
+        c.execute(
+            """CREATE TABLE manifest_stats (manifest_id VARCHAR, artifact VARCHAR, grouping VARCHAR, value VARCHAR,
+            documents BIGINT, tokens BIGINT, bytes BIGINT)"""
+        )
+        by_path = {a.path.resolve(): a for a in self.artifacts}
+        rows, inputs, stats = [], [], []
+        for a in self.artifacts:
+            m = a.manifest
+            rows.append(
+                (
+                    m.id,
+                    m.kind,
+                    m.name,
+                    a.rel,
+                    m.created_at,
+                    m.producer.command,
+                    m.producer.config_path,
+                    m.producer.config_hash,
+                    m.code.package_version,
+                    m.code.commit,
+                    m.code.dirty,
+                    m.code.diff_hash,
+                    m.stats.documents,
+                    m.stats.tokens,
+                    m.stats.bytes,
+                    len(m.files),
+                    len(m.inputs),
+                    json.dumps(m.extra),
+                )
+            )
+            for ref in m.inputs:
+                current = self._current_input(Path(ref.path), a.path, by_path)
+                if ref.manifest_id is not None:
+                    if current is None:
+                        status = "input manifest not found under the audit root"
+                    elif current == ref.manifest_id:
+                        status = "ok"
+                    else:
+                        status = "stale: the input was rewritten after this artifact was made"
+                else:
+                    status = "content hash (not checked)"
+                inputs.append((m.id, m.name, ref.path, ref.manifest_id, ref.content_hash, current, status))
+            for grouping, groups in m.stats.by.items():
+                for value, s in groups.items():
+                    stats.append((m.id, m.name, grouping, value, s.documents, s.tokens, s.bytes))
+        if rows:
+            c.executemany("INSERT INTO manifests VALUES (" + ", ".join(["?"] * 18) + ")", rows)
+        if inputs:
+            c.executemany("INSERT INTO manifest_inputs VALUES (?, ?, ?, ?, ?, ?, ?)", inputs)
+        if stats:
+            c.executemany("INSERT INTO manifest_stats VALUES (?, ?, ?, ?, ?, ?, ?)", stats)
+
+    def _current_input(self, path: Path, artifact_dir: Path, by_path: dict[Path, Artifact]) -> str | None:
+        candidates = [path] if path.is_absolute() else [Path.cwd() / path, self.root / path, artifact_dir / path]
+        for candidate in candidates:
+            found = by_path.get(candidate.resolve())
+            if found is not None:
+                return found.manifest.id
+        return None
+
+    # documents ---------------------------------------------------------------------------------------------
+    def _describe(self, relation: str) -> dict[str, str]:
+        return {row[0]: row[1] for row in self.con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+
+    def _create_documents_view(self) -> None:
+        selects = []
+        for a in self.artifacts:
+            for (fmt, partition), files in sorted(a.documents.items()):
+                relation = _reader(fmt, files)
+                try:
+                    cols = self._describe(relation)
+                except duckdb.Error as exc:
+                    self.warnings.append((f"{a.rel} ({fmt}, {len(files)} files)", f"unreadable: {exc}".splitlines()[0]))
+                    continue
+                if "text" not in cols:
+                    self.warnings.append((f"{a.rel} ({fmt})", "no `text` column: not read as documents"))
+                    continue
+                meta_type = cols.get("metadata", "")
+                if "token_count" in cols:
+                    tokens = "TRY_CAST(token_count AS BIGINT)"
+                elif meta_type.startswith("STRUCT") and re.search(r"\btoken_count\b", meta_type):
+                    tokens = "TRY_CAST(metadata.token_count AS BIGINT)"
+                elif meta_type in ("JSON", "VARCHAR"):
+                    tokens = "TRY_CAST(json_extract(metadata, '$.token_count') AS BIGINT)"
+                else:
+                    tokens = "NULL::BIGINT"
+                source = a.manifest.name + (f"/{partition}" if partition else "")
+                selects.append(
+                    f"""SELECT {_sql_str(a.manifest.id)} AS artifact_id, {_sql_str(a.manifest.name)} AS artifact,
+                    {_sql_str(partition)} AS partition, {_sql_str(source)} AS source, filename AS file,
+                    {"CAST(id AS VARCHAR)" if "id" in cols else "NULL::VARCHAR"} AS doc_id,
+                    CAST(text AS VARCHAR) AS text,
+                    {tokens} AS tokens, {"to_json(metadata)" if meta_type else "NULL::JSON"} AS metadata
+                    FROM {relation}"""
+                )
+        empty = (
+            "SELECT NULL::VARCHAR AS artifact_id, NULL::VARCHAR AS artifact, NULL::VARCHAR AS partition, "
+            "NULL::VARCHAR AS source, NULL::VARCHAR AS file, NULL::VARCHAR AS doc_id, NULL::VARCHAR AS text, "
+            "NULL::BIGINT AS tokens, NULL::JSON AS metadata WHERE false"
+        )
+        self.con.execute("CREATE VIEW documents AS " + ("\nUNION ALL\n".join(selects) if selects else empty))
+
+    def _create_decisions_view(self) -> None:
+        selects = []
+        for a in self.artifacts:
+            for fmt, files in sorted(a.decisions.items()):
+                relation = _reader(fmt, files)
+                try:
+                    cols = self._describe(relation)
+                except duckdb.Error as exc:
+                    self.warnings.append((f"{a.rel} decisions", f"unreadable: {exc}".splitlines()[0]))
+                    continue
+                id_col = "doc_id" if "doc_id" in cols else ("id" if "id" in cols else None)
+                missing = [
+                    c for c, ok in (("doc_id", id_col), ("step", "step" in cols), ("kept", "kept" in cols)) if not ok
+                ]
+                if missing:
+                    self.warnings.append((f"{a.rel} decisions", f"missing columns {', '.join(missing)}: skipped"))
+                    continue
+                selects.append(
+                    f"""SELECT {_sql_str(a.manifest.id)} AS artifact_id, {_sql_str(a.manifest.name)} AS artifact,
+                    filename AS file, CAST({id_col} AS VARCHAR) AS doc_id, CAST(step AS VARCHAR) AS step,
+                    CAST(kept AS BOOLEAN) AS kept,
+                    {"CAST(reason AS VARCHAR)" if "reason" in cols else "NULL::VARCHAR"} AS reason,
+                    {"to_json(scores)" if "scores" in cols else "NULL::JSON"} AS scores FROM {relation}"""
+                )
+        empty = (
+            "SELECT NULL::VARCHAR AS artifact_id, NULL::VARCHAR AS artifact, NULL::VARCHAR AS file, "
+            "NULL::VARCHAR AS doc_id, NULL::VARCHAR AS step, NULL::BOOLEAN AS kept, NULL::VARCHAR AS reason, "
+            "NULL::JSON AS scores WHERE false"
+        )
+        self.con.execute("CREATE VIEW decisions AS " + ("\nUNION ALL\n".join(selects) if selects else empty))
+
+    # plans -------------------------------------------------------------------------------------------------
+    def _create_plan_tables(self) -> None:
+        from mixtures.plan import read_plan
+        from mixtures.sources import read_source_tokens
+
+        c = self.con
+        c.execute(
+            """CREATE TABLE plan_phases (plan VARCHAR, plan_file VARCHAR, phase VARCHAR, phase_index INTEGER,
+            start_step BIGINT, end_step BIGINT, source VARCHAR, weight DOUBLE, share DOUBLE, sequences BIGINT,
+            tokens BIGINT, epochs DOUBLE)"""
+        )
+        c.execute(
+            """CREATE TABLE plan_sources (plan VARCHAR, plan_file VARCHAR, source VARCHAR, origin VARCHAR,
+            manifest_id VARCHAR, available_tokens BIGINT, max_epochs DOUBLE, planned_tokens BIGINT, epochs DOUBLE,
+            available_now BIGINT, manifest_id_now VARCHAR)"""
+        )
+        phases, sources = [], []
+        for a in self.artifacts:
+            for plan_file in a.plans:
+                rel = Path(plan_file).relative_to(self.root).as_posix()
+                try:
+                    plan = read_plan(plan_file)
+                except Nano2Error as exc:
+                    self.warnings.append((rel, f"not a plan: {exc}"))
+                    continue
+                for i, ph in enumerate(plan.phases):
+                    for s in ph.sources:
+                        phases.append(
+                            (
+                                plan.name,
+                                rel,
+                                ph.name,
+                                i,
+                                ph.start_step,
+                                ph.end_step,
+                                s.name,
+                                s.weight,
+                                s.share,
+                                s.sequences,
+                                s.tokens,
+                                s.epochs,
+                            )
+                        )
+                for s in plan.sources:
+                    now, now_id = None, None
+                    if s.origin != "declared":
+                        # a source missing now shows as available_now NULL ("source missing now")
+                        with contextlib.suppress(Nano2Error):
+                            now, now_id = read_source_tokens(self.root, s.origin)
+                    sources.append(
+                        (
+                            plan.name,
+                            rel,
+                            s.name,
+                            s.origin,
+                            s.manifest_id,
+                            s.available_tokens,
+                            s.max_epochs,
+                            s.planned_tokens,
+                            s.epochs,
+                            now,
+                            now_id,
+                        )
+                    )
+        if phases:
+            c.executemany("INSERT INTO plan_phases VALUES (" + ", ".join(["?"] * 12) + ")", phases)
+        if sources:
+            c.executemany("INSERT INTO plan_sources VALUES (" + ", ".join(["?"] * 11) + ")", sources)
+
+    def _create_misc_tables(self) -> None:
+        self.con.execute("CREATE TABLE orphan_files (path VARCHAR, bytes BIGINT)")
+        if self.orphans:
+            self.con.executemany("INSERT INTO orphan_files VALUES (?, ?)", self.orphans)
+        self.con.execute("CREATE TABLE audit_warnings (what VARCHAR, warning VARCHAR)")
+        if self.warnings:
+            self.con.executemany("INSERT INTO audit_warnings VALUES (?, ?)", self.warnings)
+
+    # queries -----------------------------------------------------------------------------------------------
+    def query(self, sql: str) -> duckdb.DuckDBPyRelation:
+        try:
+            return self.con.sql(sql)
+        except duckdb.Error as exc:
+            raise Nano2Error(f"query failed: {str(exc).splitlines()[0]}") from None
+
+    def saved_queries(self, extra_dirs: list[Path] | None = None) -> dict[str, Path]:
+        """Shipped queries, then the root's `.nano2/queries/`, then `extra_dirs`; later ones override by name."""
+        found: dict[str, Path] = {}
+        shipped = resources.files("nano2") / "queries"
+        dirs: list[Path] = [Path(str(shipped)), self.root / USER_QUERY_DIR, *(extra_dirs or [])]
+        for d in dirs:
+            if d.is_dir():
+                for f in sorted(d.glob("*.sql")):
+                    found[f.stem] = f
+        return found
+
+
+def query_title(path: Path) -> str:
+    """The first `-- ` comment line of a saved query, used as its title."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("--"):
+            return line.lstrip("- ").strip()
+    return path.stem

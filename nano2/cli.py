@@ -1,0 +1,189 @@
+"""The `nano2` command: one sub-app per package, errors as one line with exit code 2 (tracebacks with --debug)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import click
+import typer
+
+from nano2.errors import Nano2Error
+
+app = typer.Typer(
+    name="nano2",
+    help="Nemotron Nano 2 recipe: curate, synthesise, mix, train, compress and evaluate; audit everything.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (command, module with a typer `app`): packages mount themselves once their CLI module exists.
+SUB_APPS = [
+    ("mix", "mixtures.cli"),
+    ("curate", "curation.cli"),
+    ("synth", "synthetic.cli"),
+    ("model", "model.cli"),
+    ("train", "train.cli"),
+    ("compress", "compress.cli"),
+    ("eval", "evals.cli"),
+    ("run", "nano2.recipe"),
+]
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors.")):
+    """Nemotron Nano 2 recipe."""
+
+
+def _mount_sub_apps() -> None:
+    for name, module in SUB_APPS:
+        if importlib.util.find_spec(module) is not None:
+            sub = getattr(importlib.import_module(module), "app", None)
+            if isinstance(sub, typer.Typer):
+                app.add_typer(sub, name=name)
+
+
+@app.command("audit")
+def audit(
+    root: Path = typer.Argument(..., help="Data root to audit (every manifest.json below it is an artifact)."),
+    sql: str | None = typer.Option(None, "--sql", help="SQL to run over the views (see --list-views)."),
+    query: str | None = typer.Option(None, "--query", "-q", help="Name of a saved query (see --list-queries)."),
+    queries_dir: list[Path] = typer.Option([], "--queries-dir", help="More directories of saved .sql queries."),
+    list_queries: bool = typer.Option(False, "--list-queries", help="List saved queries and exit."),
+    list_views: bool = typer.Option(False, "--list-views", help="List tables/views and their columns and exit."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the result to this file."),
+    limit: int = typer.Option(200, "--limit", help="Rows shown in table format (files get every row)."),
+) -> None:
+    """Audit a data root with DuckDB: a summary, a saved query, or your own SQL."""
+    from nano2.audit import Audit, query_title
+    from nano2.console import make_console
+
+    if fmt not in ("table", "csv", "json", "parquet"):
+        raise Nano2Error(f"--format: expected table, csv, json or parquet, got {fmt!r}")
+    if fmt == "parquet" and output is None:
+        raise Nano2Error("--format parquet needs --output FILE")
+    console = make_console()
+    db = Audit(root)
+    saved = db.saved_queries(queries_dir)
+    if list_queries:
+        for name, path in saved.items():
+            console.print(f"[bold]{name}[/]  {query_title(path)}  [dim]{path}[/]")
+        return
+    if list_views:
+        for (table,) in db.con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall():
+            cols = db.con.execute(f"DESCRIBE {table}").fetchall()
+            console.print(f"[bold]{table}[/]: " + ", ".join(f"{c[0]} {c[1]}" for c in cols))
+        return
+    if sql is not None and query is not None:
+        raise Nano2Error("give --sql or --query, not both")
+    if query is not None:
+        if query not in saved:
+            raise Nano2Error(f"--query: no saved query {query!r}; saved: {', '.join(saved) or 'none'}")
+        sql = saved[query].read_text(encoding="utf-8")
+    if sql is None:
+        _print_summary(db, saved, console, limit)
+        return
+    _emit(db, sql, fmt, output, console, limit, title=None)
+
+
+def _print_summary(db, saved, console, limit: int) -> None:
+    from nano2.audit import query_title
+
+    console.print(
+        f"[bold]audit of {db.root}[/]: {len(db.artifacts)} artifacts, {len(db.orphans)} files without a manifest"
+    )
+    for path in saved.values():
+        _emit(db, path.read_text(encoding="utf-8"), "table", None, console, limit, title=query_title(path))
+
+
+def _emit(db, sql: str, fmt: str, output: Path | None, console, limit: int, title: str | None) -> None:
+    from rich.table import Table
+
+    rel = db.query(sql)
+    if rel is None:  # a statement without a result (e.g. CREATE VIEW)
+        return
+    columns = rel.columns
+    if fmt == "table" and output is None:
+        rows = rel.limit(limit + 1).fetchall()
+        table = Table(title=title, title_justify="left")
+        for col in columns:
+            table.add_column(col)
+        for row in rows[:limit]:
+            table.add_row(
+                *(
+                    "" if v is None else (f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+                    for v in row
+                )
+            )
+        if not rows:
+            table.caption = "(no rows)"
+        elif len(rows) > limit:
+            table.caption = f"(first {limit} rows; use --limit or --output for all)"
+        console.print(table)
+        return
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if fmt in ("csv", "table"):
+            rel.write_csv(str(output))
+        elif fmt == "parquet":
+            rel.write_parquet(str(output))
+        else:
+            output.write_text(_to_json(rel), encoding="utf-8")
+        console.print(f"wrote {output}")
+        return
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rel.fetchall())
+    else:
+        sys.stdout.write(_to_json(rel))
+
+
+def _to_json(rel) -> str:
+    rows = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    return json.dumps(rows, indent=2, default=str) + "\n"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every failure into `error: ...` and exit code 2 (unless --debug)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    _mount_sub_apps()
+    try:
+        app(args=args, prog_name="nano2", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        exc.show()
+        sys.exit(2)
+    except Nano2Error as exc:
+        if debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
