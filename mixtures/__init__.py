@@ -1,9 +1,12 @@
 """Declared phase mixtures compiled into exact token plans (`nano2 mix`)."""
 
+from pathlib import Path
+
 from mixtures.compiler import InsufficientTokensError, PlanError, SourceOrigin, compile_plan
 from mixtures.plan import Plan, read_plan
 from mixtures.sources import resolve_sources
 from mixtures.spec import MixtureSpec, load_spec
+from nano2.errors import ConfigError
 
 __all__ = [
     "InsufficientTokensError",
@@ -12,6 +15,7 @@ __all__ = [
     "PlanError",
     "SourceOrigin",
     "compile_plan",
+    "compile_spec_file",
     "load_spec",
     "plan_from_spec_file",
     "read_plan",
@@ -19,8 +23,16 @@ __all__ = [
 ]
 
 
-def plan_from_spec_file(spec_path, data_root=".") -> Plan:
-    """Load a spec file, resolve its sources under `data_root` and compile the plan."""
+def compile_spec_file(spec_path: str | Path, data_root: str | Path = ".") -> tuple[MixtureSpec, Plan]:
+    """Load a spec file, resolve its sources under `data_root` and compile it; errors name the file."""
     spec = load_spec(spec_path)
     tokens, origins = resolve_sources(spec, data_root, spec_file=spec_path)
-    return compile_plan(spec, tokens, origins)
+    try:
+        return spec, compile_plan(spec, tokens, origins)
+    except PlanError as exc:
+        raise ConfigError(spec_path, None, str(exc)) from exc
+
+
+def plan_from_spec_file(spec_path: str | Path, data_root: str | Path = ".") -> Plan:
+    """The compiled plan of a spec file (see `compile_spec_file`)."""
+    return compile_spec_file(spec_path, data_root)[1]

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mixtures.compiler import compile_plan
 from mixtures.plan import Plan
-from mixtures.sources import resolve_sources
 from mixtures.spec import MixtureSpec, load_spec
 from nano2.console import make_console
 from nano2.errors import Nano2Error
@@ -30,9 +28,9 @@ DataRoot = typer.Option(Path("."), "--data-root", "-d", help="Where source `path
 
 
 def _compile(spec_path: Path, data_root: Path) -> tuple[MixtureSpec, Plan]:
-    spec = load_spec(spec_path)
-    tokens, origins = resolve_sources(spec, data_root, spec_file=spec_path)
-    return spec, compile_plan(spec, tokens, origins)
+    from mixtures import compile_spec_file
+
+    return compile_spec_file(spec_path, data_root)
 
 
 @app.command("validate")
@@ -112,10 +110,9 @@ def diff(
     console = make_console()
     a, b = load_spec(spec_a), load_spec(spec_b)
     plans: list[Plan | None] = []
-    for path, spec in ((spec_a, a), (spec_b, b)):
+    for path in (spec_a, spec_b):
         try:
-            tokens, origins = resolve_sources(spec, data_root, spec_file=path)
-            plans.append(compile_plan(spec, tokens, origins))
+            plans.append(_compile(path, data_root)[1])
         except Nano2Error as exc:
             console.print(f"[yellow]note[/]: {path} does not compile, so only weights are compared: {exc}")
             plans.append(None)

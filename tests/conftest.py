@@ -1,0 +1,79 @@
+"""Shared fixtures: the CLI runner, spec writing, and the one locator of ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nano2.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = REPO / "mixtures" / "specs"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (or $NANO2_SHARED_DATA); skipped with a reason where absent, but never silently in CI."""
+    path = Path(os.environ.get("NANO2_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared data not found at {path} in CI (set NANO2_SHARED_DATA)")
+        pytest.skip(f"shared data not found at {path}; set NANO2_SHARED_DATA to run real-data tests")
+    return path
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `nano2 ARGS...` in-process through the real entry point (exit codes and one-line errors included)."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write a spec dict (or raw text) to a YAML file and return its path."""
+
+    def write(spec: dict | str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        return path
+
+    return write
+
+
+def small_spec(**overrides) -> dict:
+    spec = {
+        "name": "small",
+        "seq_len": 128,
+        "global_batch_size": 4,
+        "total_tokens": "1M",
+        "sources": {
+            "web": {"tokens": "800K", "max_epochs": 2},
+            "code": {"tokens": "300K", "max_epochs": 3},
+            "math": {"tokens": "100K", "max_epochs": 4},
+        },
+        "phases": [
+            {"name": "p1", "until": 0.6, "weights": {"web": 0.6, "code": 0.3, "math": 0.1}},
+            {"name": "p2", "until": 1.0, "weights": {"web": 0.4, "code": 0.4, "math": 0.2}},
+        ],
+    }
+    spec.update(overrides)
+    return spec
