@@ -194,10 +194,16 @@ class Audit:
 
     def _current_input(self, path: Path, artifact_dir: Path, by_path: dict[Path, Artifact]) -> str | None:
         candidates = [path] if path.is_absolute() else [Path.cwd() / path, self.root / path, artifact_dir / path]
+        root = self.root.resolve()
         for candidate in candidates:
-            found = by_path.get(candidate.resolve())
-            if found is not None:
-                return found.manifest.id
+            # the input may be a key=value partition inside an artifact: its owner is the nearest manifest above
+            resolved = candidate.resolve()
+            for directory in (resolved, *resolved.parents):
+                found = by_path.get(directory)
+                if found is not None:
+                    return found.manifest.id
+                if directory == root:
+                    break
         return None
 
     # documents ---------------------------------------------------------------------------------------------

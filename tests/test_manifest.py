@@ -85,7 +85,7 @@ def test_find_manifest_walks_up(tmp_path):
 
 
 def test_bad_manifests_are_clear_errors(tmp_path):
-    with pytest.raises(MissingManifestError, match="no manifest.json"):
+    with pytest.raises(MissingManifestError, match=r"no manifest\.json"):
         read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ConfigError, match="malformed JSON"):

@@ -35,7 +35,7 @@ def make_tiny_root(root):
 
 def test_tiny_spec_reads_manifests(tmp_path):
     make_tiny_root(tmp_path)
-    spec, plan = compile_spec_file(SPECS / "tiny.yaml", tmp_path)
+    _, plan = compile_spec_file(SPECS / "tiny.yaml", tmp_path)
     by = {s.name: s for s in plan.sources}
     assert by["crawl-high"].available_tokens == 200_000
     assert by["crawl-high"].origin == "curated/web/level=high"
@@ -49,7 +49,7 @@ def test_partition_not_recorded(tmp_path, write_spec):
     make_artifact(tmp_path, "web", tokens=10**6, by={"level": {"high": {"tokens": 10**5}}})
     spec = small_spec()
     spec["sources"]["web"] = {"path": "web/level=medium", "max_epochs": 2}
-    with pytest.raises(ConfigError, match="no token count for level=medium.*level=high"):
+    with pytest.raises(ConfigError, match=r"no token count for level=medium.*level=high"):
         compile_spec_file(write_spec(spec), tmp_path)
 
 
