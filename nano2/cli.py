@@ -111,8 +111,9 @@ def _emit(db, sql: str, fmt: str, output: Path | None, console, limit: int, titl
     if fmt == "table" and output is None:
         rows = rel.limit(limit + 1).fetchall()
         table = Table(title=title, title_justify="left")
-        for col in columns:
-            table.add_column(col)
+        for i, col in enumerate(columns):
+            numeric = any(isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in rows)
+            table.add_column(col, justify="right" if numeric else "left", overflow="fold")
         for row in rows[:limit]:
             table.add_row(
                 *(
