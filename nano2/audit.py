@@ -30,6 +30,14 @@ from nano2.manifest import MANIFEST_NAME, Manifest, read_manifest
 DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson")
 DATA_SUFFIXES = (*DOCUMENT_SUFFIXES, ".json", ".bin", ".idx", ".safetensors", ".arrow")
 USER_QUERY_DIR = Path(".nano2") / "queries"
+DOCUMENT_COLUMNS = {
+    "artifact_id": "VARCHAR", "artifact": "VARCHAR", "partition": "VARCHAR", "source": "VARCHAR", "file": "VARCHAR",
+    "doc_id": "VARCHAR", "text": "VARCHAR", "tokens": "BIGINT", "metadata": "JSON",
+}  # fmt: skip
+DECISION_COLUMNS = {
+    "artifact_id": "VARCHAR", "artifact": "VARCHAR", "file": "VARCHAR", "doc_id": "VARCHAR", "step": "VARCHAR",
+    "kept": "BOOLEAN", "reason": "VARCHAR", "scores": "JSON",
+}  # fmt: skip
 
 
 def _suffix(path: Path) -> str | None:
@@ -207,18 +215,27 @@ class Audit:
         return None
 
     # documents ---------------------------------------------------------------------------------------------
-    def _describe(self, relation: str) -> dict[str, str]:
-        return {row[0]: row[1] for row in self.con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+    def _describe(self, relation: str, what: str) -> dict[str, str] | None:
+        """Column name -> type of a file group, or None (and a warning) when DuckDB cannot read it."""
+        try:
+            rows = self.con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        except duckdb.Error as exc:
+            self.warnings.append((what, f"unreadable: {exc}".splitlines()[0]))
+            return None
+        return {row[0]: row[1] for row in rows}
+
+    def _create_union_view(self, name: str, selects: list[str], columns: dict[str, str]) -> None:
+        """A view over every readable file group; typed and empty when there is none."""
+        empty = "SELECT " + ", ".join(f"NULL::{t} AS {c}" for c, t in columns.items()) + " WHERE false"
+        self.con.execute(f"CREATE VIEW {name} AS " + ("\nUNION ALL\n".join(selects) if selects else empty))
 
     def _create_documents_view(self) -> None:
         selects = []
         for a in self.artifacts:
             for (fmt, partition), files in sorted(a.documents.items()):
                 relation = _reader(fmt, files)
-                try:
-                    cols = self._describe(relation)
-                except duckdb.Error as exc:
-                    self.warnings.append((f"{a.rel} ({fmt}, {len(files)} files)", f"unreadable: {exc}".splitlines()[0]))
+                cols = self._describe(relation, f"{a.rel} ({fmt}, {len(files)} files)")
+                if cols is None:
                     continue
                 if "text" not in cols:
                     self.warnings.append((f"{a.rel} ({fmt})", "no `text` column: not read as documents"))
@@ -241,22 +258,15 @@ class Audit:
                     {tokens} AS tokens, {"to_json(metadata)" if meta_type else "NULL::JSON"} AS metadata
                     FROM {relation}"""
                 )
-        empty = (
-            "SELECT NULL::VARCHAR AS artifact_id, NULL::VARCHAR AS artifact, NULL::VARCHAR AS partition, "
-            "NULL::VARCHAR AS source, NULL::VARCHAR AS file, NULL::VARCHAR AS doc_id, NULL::VARCHAR AS text, "
-            "NULL::BIGINT AS tokens, NULL::JSON AS metadata WHERE false"
-        )
-        self.con.execute("CREATE VIEW documents AS " + ("\nUNION ALL\n".join(selects) if selects else empty))
+        self._create_union_view("documents", selects, DOCUMENT_COLUMNS)
 
     def _create_decisions_view(self) -> None:
         selects = []
         for a in self.artifacts:
             for fmt, files in sorted(a.decisions.items()):
                 relation = _reader(fmt, files)
-                try:
-                    cols = self._describe(relation)
-                except duckdb.Error as exc:
-                    self.warnings.append((f"{a.rel} decisions", f"unreadable: {exc}".splitlines()[0]))
+                cols = self._describe(relation, f"{a.rel} decisions")
+                if cols is None:
                     continue
                 id_col = "doc_id" if "doc_id" in cols else ("id" if "id" in cols else None)
                 missing = [
@@ -272,12 +282,7 @@ class Audit:
                     {"CAST(reason AS VARCHAR)" if "reason" in cols else "NULL::VARCHAR"} AS reason,
                     {"to_json(scores)" if "scores" in cols else "NULL::JSON"} AS scores FROM {relation}"""
                 )
-        empty = (
-            "SELECT NULL::VARCHAR AS artifact_id, NULL::VARCHAR AS artifact, NULL::VARCHAR AS file, "
-            "NULL::VARCHAR AS doc_id, NULL::VARCHAR AS step, NULL::BOOLEAN AS kept, NULL::VARCHAR AS reason, "
-            "NULL::JSON AS scores WHERE false"
-        )
-        self.con.execute("CREATE VIEW decisions AS " + ("\nUNION ALL\n".join(selects) if selects else empty))
+        self._create_union_view("decisions", selects, DECISION_COLUMNS)
 
     # plans -------------------------------------------------------------------------------------------------
     def _create_plan_tables(self) -> None:
