@@ -200,7 +200,7 @@ def generate(
             break
         if len(out) < params.max_new_tokens:
             logits = decoder.step(torch.tensor([token], dtype=torch.long))
-    text = tokenizer.decode(out) if tokenizer is not None else None
+    text = _decode(tokenizer, out) if tokenizer is not None else None
     if finish == "stop_string" and text is not None:
         cut = min(text.find(s) for s in params.stop_strings if s in text)
         text = text[:cut]
@@ -213,6 +213,14 @@ def generate(
     )
 
 
+def _decode(tokenizer, ids: list[int]) -> str:
+    """Text with special tokens kept (a reader wants to see <think> and </think>)."""
+    try:
+        return tokenizer.decode(ids, skip_special_tokens=False)
+    except TypeError:
+        return tokenizer.decode(ids)
+
+
 def _hits_stop(tokenizer, out: list[int], stops: Iterable[str]) -> bool:
-    tail = tokenizer.decode(out[-32:])
+    tail = _decode(tokenizer, out[-32:])
     return any(s in tail for s in stops)

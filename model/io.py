@@ -92,6 +92,7 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write config.json + model.safetensors (+ tokenizer files) and a `checkpoint` manifest."""
+    quiet_transformers()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.iterdir():
@@ -143,10 +144,19 @@ def check_checkpoint_dir(path: str | Path) -> Path:
     return path
 
 
+def quiet_transformers() -> None:
+    """No progress bars or kernel-fallback notices from transformers in our commands and tests."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_checkpoint(path: str | Path, dtype: str = "fp32", device: str = "cpu"):
     """Load a checkpoint with `AutoModelForCausalLM` (safetensors only, no remote code)."""
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     path = check_checkpoint_dir(path)
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=False

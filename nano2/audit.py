@@ -52,6 +52,15 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _as_json(column: str, column_type: str | None) -> str:
+    """A JSON expression for a column that may be a struct/map, JSON text, or missing."""
+    if not column_type:
+        return "NULL::JSON"
+    if column_type in ("VARCHAR", "JSON"):
+        return f"TRY_CAST({column} AS JSON)"
+    return f"to_json({column})"
+
+
 def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
 
@@ -255,7 +264,7 @@ class Audit:
                     {_sql_str(partition)} AS partition, {_sql_str(source)} AS source, filename AS file,
                     {"CAST(id AS VARCHAR)" if "id" in cols else "NULL::VARCHAR"} AS doc_id,
                     CAST(text AS VARCHAR) AS text,
-                    {tokens} AS tokens, {"to_json(metadata)" if meta_type else "NULL::JSON"} AS metadata
+                    {tokens} AS tokens, {_as_json("metadata", meta_type)} AS metadata
                     FROM {relation}"""
                 )
         self._create_union_view("documents", selects, DOCUMENT_COLUMNS)
@@ -280,7 +289,7 @@ class Audit:
                     filename AS file, CAST({id_col} AS VARCHAR) AS doc_id, CAST(step AS VARCHAR) AS step,
                     CAST(kept AS BOOLEAN) AS kept,
                     {"CAST(reason AS VARCHAR)" if "reason" in cols else "NULL::VARCHAR"} AS reason,
-                    {"to_json(scores)" if "scores" in cols else "NULL::JSON"} AS scores FROM {relation}"""
+                    {_as_json("scores", cols.get("scores"))} AS scores FROM {relation}"""
                 )
         self._create_union_view("decisions", selects, DECISION_COLUMNS)
 
