@@ -10,7 +10,7 @@ import typer
 app = typer.Typer(help="Curation pipelines on datatrove: web, math, multilingual, permissive-license code.")
 
 # modules with a `register(app)` function; each adds its commands when it exists
-PIPELINE_CLIS = ("curation.web.cli", "curation.code.cli")
+PIPELINE_CLIS = ("curation.web.cli", "curation.code.cli", "curation.quality.cli")
 
 
 @app.callback()
