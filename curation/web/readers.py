@@ -1,0 +1,187 @@
+"""Readers for the web pipeline that count every record they cannot use instead of failing or skipping silently.
+
+datatrove's WarcReader drops non-HTML and undecodable records without a trace and lets a truncated gzip crash
+the task. `WarcDocuments` reads response/conversion records with warcio and records a reason for every record it
+cannot turn into a document (`non_html`, `undecodable`, `empty_payload`, `truncated_file`); the charset comes from
+the HTTP header, then the page's `<meta charset>`, then detection. `JsonlDocuments` reads JSONL(.gz) rows (e.g.
+pages with an `html` field) and counts malformed lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import zlib
+from collections.abc import Iterator
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.readers.base import BaseDiskReader
+from datatrove.pipeline.writers.disk_base import DiskWriter
+
+from curation.decisions import mark_drop
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.I)
+_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([a-zA-Z0-9_\-:.]+)", re.I)
+
+
+def decode_html(payload: bytes, content_type: str | None) -> str | None:
+    """Bytes -> text: HTTP charset, then <meta charset>, then UTF-8, then detection; None when nothing fits."""
+    candidates: list[str] = []
+    if content_type and (m := _HEADER_CHARSET.search(content_type)):
+        candidates.append(m.group(1))
+    if m := _META_CHARSET.search(payload[:4096]):
+        candidates.append(m.group(1).decode("ascii", "replace"))
+    candidates.append("utf-8")
+    for charset in candidates:
+        try:
+            return payload.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    import cchardet
+
+    detected = cchardet.detect(payload).get("encoding")
+    if detected:
+        try:
+            return payload.decode(detected)
+        except (UnicodeDecodeError, LookupError):
+            return None
+    return None
+
+
+class _DecisionReader(BaseDiskReader):
+    """A disk reader that may write a decisions row for each record it rejects."""
+
+    def __init__(self, data_folder, decisions: DiskWriter | None = None, **kwargs):
+        super().__init__(data_folder, **kwargs)
+        self.decisions = decisions
+        self._writer = None
+        self._rank = 0
+
+    def reject(self, doc_id: str, url: str | None, reason: str) -> None:
+        self.stat_update("dropped", f"dropped_{reason}")
+        if self._writer is not None:
+            doc = Document(text="", id=doc_id, metadata={"url": url} if url else {})
+            self._writer.write(mark_drop(doc, reason), self._rank)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._rank = rank
+        if self.decisions is None:
+            yield from super().run(data, rank, world_size)
+            return
+        with self.decisions as writer:
+            self._writer = writer
+            yield from super().run(data, rank, world_size)
+            self._writer = None
+
+
+class WarcDocuments(_DecisionReader):
+    """One document per HTML response (or WET conversion) record; text is the decoded HTML (or plain text)."""
+
+    name = "🕷 WARC (counted)"
+    _requires_dependencies = ["warcio"]
+
+    def __init__(self, data_folder, glob_pattern: str | None = None, decisions: DiskWriter | None = None, **kwargs):
+        super().__init__(data_folder, decisions=decisions, glob_pattern=glob_pattern, **kwargs)
+
+    def read_file(self, filepath: str) -> Iterator[Document]:
+        from warcio.archiveiterator import ArchiveIterator
+        from warcio.exceptions import ArchiveLoadFailed
+
+        try:
+            with self.data_folder.open(filepath, "rb") as raw:
+                # decompress with gzip ourselves: warcio stops silently at a truncated member, gzip raises EOFError
+                stream = gzip.GzipFile(fileobj=raw) if filepath.endswith(".gz") else raw
+                for index, record in enumerate(ArchiveIterator(stream)):
+                    doc = self._record_to_document(record, filepath, index)
+                    if doc is not None:
+                        yield doc
+        except (OSError, EOFError, zlib.error, ArchiveLoadFailed, ValueError) as exc:
+            # a truncated or corrupt file: keep what was read, count the rest as one reasoned drop
+            self.reject(f"{filepath}#rest", None, "truncated_file")
+            self.stat_update("truncated_files")
+            from loguru import logger
+
+            logger.warning(f"{filepath}: stopped reading ({type(exc).__name__}: {exc})")
+
+    def _record_to_document(self, record, filepath: str, index: int) -> Document | None:
+        if record.rec_type not in ("response", "conversion", "resource"):
+            return None
+        headers = record.rec_headers
+        doc_id = headers.get_header("WARC-Record-ID") or f"{filepath}#{index}"
+        url = headers.get_header("WARC-Target-URI")
+        self.stat_update("records")
+        content_type = None
+        if record.http_headers is not None:
+            content_type = record.http_headers.get_header("Content-Type")
+        content_type = content_type or headers.get_header("Content-Type")
+        payload_type = headers.get_header("WARC-Identified-Payload-Type") or (content_type or "").split(";")[0]
+        payload_type = payload_type.strip().lower()
+        is_text = record.rec_type == "conversion" and payload_type in ("", "text/plain")
+        if not is_text and payload_type and payload_type not in HTML_TYPES:
+            self.reject(doc_id, url, "non_html")
+            return None
+        payload = record.content_stream().read()
+        if not payload.strip():
+            self.reject(doc_id, url, "empty_payload")
+            return None
+        if not payload_type and not payload.lstrip()[:512].lower().startswith((b"<!doctype", b"<html", b"<head", b"<")):
+            self.reject(doc_id, url, "non_html")
+            return None
+        text = decode_html(payload, content_type)
+        if text is None:
+            self.reject(doc_id, url, "undecodable")
+            return None
+        meta = {"url": url, "date": headers.get_header("WARC-Date"), "source": "warc"}
+        return self.get_document_from_dict({"text": text, "id": doc_id, **meta}, filepath, index)
+
+
+class JsonlDocuments(_DecisionReader):
+    """JSONL(.gz) rows to documents; `text_key` may name an HTML field (then `html: true` metadata is set)."""
+
+    name = "🐿 JSONL (counted)"
+
+    def __init__(
+        self,
+        data_folder,
+        glob_pattern: str | None = None,
+        text_key: str = "text",
+        id_key: str = "id",
+        url_key: str = "url",
+        is_html: bool = False,
+        decisions: DiskWriter | None = None,
+        **kwargs,
+    ):
+        super().__init__(data_folder, decisions=decisions, glob_pattern=glob_pattern, **kwargs)
+        self.field, self.id_field, self.url_key, self.is_html = text_key, id_key, url_key, is_html
+
+    def read_file(self, filepath: str) -> Iterator[Document]:
+        try:
+            with self.data_folder.open(filepath, "rt", compression="infer", encoding="utf-8", errors="replace") as f:
+                for index, line in enumerate(f):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        self.reject(f"{filepath}#{index}", None, "malformed_json")
+                        continue
+                    if not isinstance(row, dict):
+                        self.reject(f"{filepath}#{index}", None, "malformed_json")
+                        continue
+                    text = row.get(self.field)
+                    doc_id = str(row.get(self.id_field) or f"{filepath}#{index}")
+                    url = row.get(self.url_key)
+                    if not isinstance(text, str) or not text.strip():
+                        self.reject(doc_id, url, "empty_text")
+                        continue
+                    meta = {"url": url, "source": "jsonl"} | ({"is_html": True} if self.is_html else {})
+                    doc = self.get_document_from_dict({"text": text, "id": doc_id, **meta}, filepath, index)
+                    if doc is not None:
+                        yield doc
+        except (OSError, EOFError, zlib.error) as exc:
+            self.reject(f"{filepath}#rest", None, "truncated_file")
+            from loguru import logger
+
+            logger.warning(f"{filepath}: stopped reading ({type(exc).__name__}: {exc})")
