@@ -43,8 +43,9 @@ class DecisionsWriter(ParquetWriter):
 
     name = "🧾 Decisions"
 
-    def __init__(self, output_folder: str, step: str, batch_size: int = 1000):
+    def __init__(self, output_folder: str, step: str, batch_size: int = 1000, default_reason: str | None = None):
         self.step = step
+        self.default_reason = default_reason  # for writers handed documents without a filter_reason
         super().__init__(
             f"{str(output_folder).rstrip('/')}/decisions",
             output_filename=f"{step}/${{rank}}.parquet",
@@ -62,7 +63,7 @@ def _decision_row(writer: DecisionsWriter, document: Document) -> dict[str, Any]
         "url": meta.get("url"),
         "step": writer.step,
         "kept": False,
-        "reason": meta.get("filter_reason"),
+        "reason": meta.get("filter_reason") or writer.default_reason,
         "scores": json.dumps(_json_safe(meta.get(SCORE_KEY, {})), sort_keys=True),
     }
 

@@ -80,7 +80,7 @@ class WarcDocuments(_DecisionReader):
     """One document per HTML response (or WET conversion) record; text is the decoded HTML (or plain text)."""
 
     name = "🕷 WARC (counted)"
-    _requires_dependencies = ["warcio"]
+    _requires_dependencies = ("warcio",)
 
     def __init__(self, data_folder, glob_pattern: str | None = None, decisions: DiskWriter | None = None, **kwargs):
         super().__init__(data_folder, decisions=decisions, glob_pattern=glob_pattern, **kwargs)

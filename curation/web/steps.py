@@ -7,6 +7,7 @@ given, written to the decisions table.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import time
 from collections.abc import Iterable
@@ -135,7 +136,7 @@ class LanguageID(PipelineStep):
         return labels[0].removeprefix("__label__"), float(scores[0])
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with self.decisions if self.decisions else _null() as writer:
+        with self.decisions if self.decisions else contextlib.nullcontext() as writer:
             for doc in data:
                 self.stat_update("total")
                 with self.track_time():
@@ -153,14 +154,6 @@ class LanguageID(PipelineStep):
                 self.stat_update("dropped", f"dropped_{reason}")
                 if writer is not None:
                     writer.write(mark_drop(doc, reason, {"language_score": score}), rank)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def english_filters(tokenizer: RegexWordTokenizer | None = None) -> list[BaseFilter]:
@@ -212,7 +205,7 @@ class HeuristicFilters(PipelineStep):
         return self._stacks[language]
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with self.decisions if self.decisions else _null() as writer:
+        with self.decisions if self.decisions else contextlib.nullcontext() as writer:
             for doc in data:
                 self.stat_update("total")
                 reason = None
