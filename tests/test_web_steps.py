@@ -1,0 +1,159 @@
+"""Web pipeline steps on real samples and on bad input: readers, URL filter, language ID, heuristics, dedup."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import duckdb
+import pytest
+from datatrove.data import Document
+
+from curation.decisions import DecisionsWriter
+from curation.web.dedup import AssignKeys, ExactDedupFilter, ExactFindDuplicates, ExactHashSignature, normalised_hash
+from curation.web.readers import JsonlDocuments, WarcDocuments, decode_html
+from curation.web.steps import HeuristicFilters, LanguageID, OfflineURLFilter
+from curation.web.words import RegexWordTokenizer
+
+
+def _decisions(folder):
+    files = [str(p) for p in folder.rglob("*.parquet")]
+    if not files:
+        return []
+    return duckdb.sql(f"SELECT doc_id, step, reason FROM read_parquet({files}) ORDER BY doc_id").fetchall()
+
+
+@pytest.mark.realdata
+def test_warc_reader_on_real_samples(shared_data):
+    reader = WarcDocuments(str(shared_data / "web"), glob_pattern="*.warc.gz")
+    docs = list(reader.run())
+    stats = reader.stats.stats
+    # 16 CC responses + 22 wget responses; 2 of the wget ones are not HTML
+    assert len(docs) == 38 and stats["dropped_non_html"].total == 2
+    assert all(d.metadata["url"].startswith("http") for d in docs)
+    assert any("<html" in d.text.lower() for d in docs)
+
+
+@pytest.mark.realdata
+def test_truncated_warc_is_a_counted_drop(shared_data, tmp_path):
+    data = (shared_data / "web" / "web_crawl_sample_dolma_0000.warc.gz").read_bytes()
+    (tmp_path / "cut.warc.gz").write_bytes(data[: len(data) // 2])
+    reader = WarcDocuments(
+        str(tmp_path), glob_pattern="*.warc.gz", decisions=DecisionsWriter(str(tmp_path / "o"), "read")
+    )
+    docs = list(reader.run())
+    assert 0 < len(docs) < 22
+    assert reader.stats.stats["dropped_truncated_file"].total == 1
+    assert [r[2] for r in _decisions(tmp_path / "o")] == ["truncated_file"]
+
+
+def _warc(path, records):
+    """Write a WARC with warcio: records are (url, content_type or None, payload bytes)."""
+    from io import BytesIO
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as fh:
+        writer = WARCWriter(fh, gzip=True)
+        for url, ctype, payload in records:
+            headers = [("Content-Type", ctype)] if ctype else []
+            http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.0")
+            writer.write_record(writer.create_warc_record(url, "response", payload=BytesIO(payload), http_headers=http))
+
+
+def test_warc_bad_records(tmp_path):
+    latin = "<html><body><p>Größe und Maß</p></body></html>".encode("latin-1")
+    _warc(
+        tmp_path / "a.warc.gz",
+        [
+            ("http://a.example/ok", "text/html; charset=utf-8", b"<html><body><p>hello</p></body></html>"),
+            ("http://a.example/img", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(100)),
+            ("http://a.example/empty", "text/html", b"   "),
+            ("http://a.example/latin", "text/html; charset=iso-8859-1", latin),
+            ("http://a.example/wrong", "text/html; charset=utf-8", latin),  # wrong charset declared
+        ],
+    )
+    out = tmp_path / "out"
+    reader = WarcDocuments(str(tmp_path), glob_pattern="*.warc.gz", decisions=DecisionsWriter(str(out), "read"))
+    docs = {d.metadata["url"]: d for d in reader.run()}
+    assert set(docs) == {"http://a.example/ok", "http://a.example/latin", "http://a.example/wrong"}
+    assert "Größe" in docs["http://a.example/latin"].text and "Größe" in docs["http://a.example/wrong"].text
+    assert sorted(r[2] for r in _decisions(out)) == ["empty_payload", "non_html"]
+
+
+def test_decode_html_prefers_declared_charsets():
+    body = "<meta charset='windows-1251'><p>Привет</p>".encode("cp1251")
+    assert "Привет" in decode_html(body, "text/html")
+    assert decode_html("é".encode(), "text/html; charset=utf-8") == "é"
+
+
+def test_jsonl_reader_counts_malformed_lines(tmp_path):
+    path = tmp_path / "d.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(json.dumps({"text": "good one", "id": "1", "url": "http://x/1"}) + "\n")
+        f.write("{not json\n")
+        f.write(json.dumps(["a", "list"]) + "\n")
+        f.write(json.dumps({"text": "", "id": "3"}) + "\n")
+    reader = JsonlDocuments(
+        str(tmp_path), glob_pattern="*.jsonl.gz", decisions=DecisionsWriter(str(tmp_path / "o"), "read")
+    )
+    docs = list(reader.run())
+    assert [d.id for d in docs] == ["1"]
+    assert sorted(r[2] for r in _decisions(tmp_path / "o")) == ["empty_text", "malformed_json", "malformed_json"]
+
+
+@pytest.mark.realdata
+def test_url_filter_with_banlists(shared_data):
+    f = OfflineURLFilter(
+        banned_words_files=[shared_data / "web" / "banlists" / "refinedweb_banned_words_strict_reverse_engineered.txt"]
+    )
+    assert f.filter(Document("x", "1", metadata={"url": "https://docs.python.org/3/library/json.html"})) is True
+    kept, reason = f.filter(Document("x", "2", metadata={"url": "https://pornhub.com/view"}))
+    assert not kept and reason in ("domain", "hard_blacklisted")
+    assert f.filter(Document("x", "3", metadata={})) is True  # no URL: cannot judge, passed on and counted
+
+
+def test_language_id_keeps_the_asked_languages(tmp_path):
+    lid = LanguageID(languages=["en", "fr"], decisions=DecisionsWriter(str(tmp_path), "language"))
+    docs = [
+        Document("The committee will publish its annual report on the budget next week.", "en1"),
+        Document("Le comité publiera son rapport annuel sur le budget la semaine prochaine.", "fr1"),
+        Document("Der Ausschuss wird seinen Jahresbericht nächste Woche veröffentlichen.", "de1"),
+    ]
+    kept = {d.id: d.metadata["language"] for d in lid.run(iter(docs))}
+    assert kept == {"en1": "en", "fr1": "fr"}
+    assert _decisions(tmp_path) == [("de1", "language", "language_de")]
+
+
+@pytest.mark.realdata
+def test_heuristics_record_filter_and_reason(shared_data, tmp_path):
+    step = HeuristicFilters(decisions=DecisionsWriter(str(tmp_path), "heuristics"))
+    lines = (shared_data / "web" / "ccnet_cc_en_head_0091.jsonl").read_text().splitlines()
+    docs = [Document(json.loads(line)["text"], f"cc{i}", {"language": "en"}) for i, line in enumerate(lines)]
+    docs.append(Document("too short", "short", {"language": "en"}))
+    kept = [d.id for d in step.run(iter(docs))]
+    assert "cc0" in kept and "short" not in kept and len(kept) >= 5
+    reasons = {doc_id: reason for doc_id, _, reason in _decisions(tmp_path)}
+    assert set(reasons) == {d.id for d in docs} - set(kept)
+    assert all(r.split(":")[0] in ("gopher_repetition", "gopher_quality", "c4", "fineweb") for r in reasons.values())
+
+
+def test_word_tokenizer_scripts():
+    tok = RegexWordTokenizer()
+    assert tok.word_tokenize("Don't stop, ok?") == ["Don't", "stop", ",", "ok", "?"]
+    assert tok.word_tokenize("日本語です") == ["日", "本", "語", "で", "す"]
+    assert tok.sent_tokenize("One. Two? 三。四！") == ["One.", "Two?", "三。", "四！"]
+
+
+def test_exact_dedup_keeps_the_first_copy(tmp_path):
+    texts = ["Alpha  beta", "gamma", "alpha beta", "GAMMA", "delta"]
+    docs = [Document(t, f"d{i}") for i, t in enumerate(texts)]
+    sig = ExactHashSignature(str(tmp_path / "sigs"))
+    keyed = list(sig.run(AssignKeys().run(iter(docs)), rank=0))
+    list(ExactFindDuplicates(str(tmp_path / "sigs"), str(tmp_path / "dups")).run(None))
+    out = tmp_path / "decisions"
+    kept = [d.id for d in ExactDedupFilter(str(tmp_path / "dups"), DecisionsWriter(str(out), "exact")).run(iter(keyed))]
+    assert kept == ["d0", "d1", "d4"]
+    assert [r[0] for r in _decisions(out)] == ["d2", "d3"]
+    assert normalised_hash("Alpha  beta") == normalised_hash("alpha beta")
