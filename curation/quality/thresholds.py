@@ -1,0 +1,379 @@
+"""Token-weighted percentile thresholds: float classifier scores -> integer buckets 0-19, fixed once, applied anywhere.
+
+Nemotron-CC turns each classifier's score into a bucket with cut points that split a sample's *token-weighted*
+score distribution into 20 equal-token bins, then takes the per-document max over classifiers. Here:
+
+* `compute_thresholds(scores, token_counts)` returns the 19 cut points. Every distinct score value (a "tie group")
+  owns the slice of the token-weighted CDF its documents cover; the group goes to the bin holding the midpoint of
+  that slice, and cut point k is the smallest score whose group is in bin >= k. Without ties this is Nemotron's
+  weighted inverted-CDF up to which bin gets the one document straddling a cut; with ties a group is never split
+  (the same score must always give the same bucket), so bins are equal-token within the heaviest group's tokens.
+  Degenerate samples: a constant score lands in the middle bin (not the top one, so a classifier with no signal
+  cannot lift the ensemble max); bins no sample score reaches stay empty, their cut points sitting just above the
+  sample maximum. No score is ever NaN; an empty or token-less sample is an error.
+* `assign_bucket(score, cut_points)` = number of cut points <= score (bisect right, as `np.digitize`), so a score
+  equal to a cut point goes up. Pure function of two floats and a list stored as JSON (floats round-trip exactly):
+  the same document gets the same bucket on every worker and every rerun.
+* `QualityThresholds` holds the cut points of every classifier plus the bucket->level mapping, serialises to JSON
+  for the run manifest's `extra["quality_thresholds"]`, and assigns (per-classifier buckets, ensemble max, level).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from curation.quality.levels import DEFAULT_LEVELS, N_BUCKETS, QualityLevels
+from nano2.errors import ConfigError, Nano2Error
+
+SCORES_KEY = "quality_scores"  # metadata: {classifier name: P(high quality)}
+BUCKETS_KEY = "quality_buckets"  # metadata: {classifier name: bucket 0-19}
+BUCKET_KEY = "bucket"  # metadata: ensemble bucket = max over classifiers
+LEVEL_KEY = "level"  # metadata: level name (a hive partition value)
+TOKEN_COUNT_KEY = "token_count"  # metadata: tokens, as datatrove's TokensCounter writes it
+MANIFEST_EXTRA_KEY = "quality_thresholds"
+
+
+def _validated_arrays(scores: Any, token_counts: Any) -> tuple[np.ndarray, np.ndarray]:
+    scores_arr = np.asarray(scores, dtype=np.float64).ravel()
+    tokens_raw = np.asarray(token_counts).ravel()
+    if scores_arr.shape != tokens_raw.shape:
+        raise Nano2Error(f"thresholds: {scores_arr.size} scores but {tokens_raw.size} token counts")
+    if scores_arr.size == 0:
+        raise Nano2Error("thresholds: the sample is empty; need at least one scored document")
+    if not np.isfinite(scores_arr).all():
+        raise Nano2Error(f"thresholds: {int((~np.isfinite(scores_arr)).sum())} scores are NaN or infinite")
+    tokens_float = tokens_raw.astype(np.float64)
+    if (tokens_float < 0).any() or (tokens_float != np.floor(tokens_float)).any():
+        raise Nano2Error("thresholds: token counts must be non-negative integers")
+    tokens_arr = tokens_raw.astype(np.int64)
+    if int(tokens_arr.sum()) <= 0:
+        raise Nano2Error("thresholds: the sample has no tokens (every token count is 0)")
+    return scores_arr, tokens_arr
+
+
+def _tie_groups(scores: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct score values (ascending) and the tokens each holds."""
+    order = np.argsort(scores, kind="stable")
+    values, starts = np.unique(scores[order], return_index=True)
+    return values, np.add.reduceat(tokens[order], starts)
+
+
+def compute_thresholds(scores: Any, token_counts: Any, n_bins: int = N_BUCKETS) -> list[float]:
+    """The n_bins-1 non-decreasing cut points that split the token-weighted score distribution into equal bins."""
+    if n_bins < 2:
+        raise Nano2Error(f"thresholds: n_bins must be at least 2, got {n_bins}")
+    scores_arr, tokens_arr = _validated_arrays(scores, token_counts)
+    values, group_tokens = _tie_groups(scores_arr, tokens_arr)
+    total = int(group_tokens.sum())
+    cum_start = np.cumsum(group_tokens) - group_tokens
+    # bin of a group = floor(n_bins * CDF midpoint), in exact integer arithmetic (no float drift at bin edges)
+    group_bin = np.minimum((n_bins * (2 * cum_start + group_tokens)) // (2 * total), n_bins - 1)
+    above_max = float(np.nextafter(values[-1], np.inf))
+    cuts = []
+    for k in range(1, n_bins):
+        first = int(np.searchsorted(group_bin, k, side="left"))
+        cuts.append(float(values[first]) if first < len(values) else above_max)
+    return cuts
+
+
+def assign_bucket(score: float, thresholds: Sequence[float]) -> int:
+    """Bucket of one score: how many cut points are <= score (0..len(thresholds))."""
+    if math.isnan(score):
+        raise ValueError("cannot bucket a NaN score")
+    return bisect.bisect_right(thresholds, score)
+
+
+def assign_buckets(scores: Any, thresholds: Sequence[float]) -> np.ndarray:
+    """Vectorised `assign_bucket` (same rule: searchsorted right)."""
+    scores_arr = np.asarray(scores, dtype=np.float64)
+    if np.isnan(scores_arr).any():
+        raise ValueError("cannot bucket a NaN score")
+    return np.searchsorted(np.asarray(thresholds, dtype=np.float64), scores_arr, side="right")
+
+
+def bin_token_mass(scores: Any, token_counts: Any, thresholds: Sequence[float]) -> list[int]:
+    """Tokens that land in each bin under `thresholds` (for audits and for testing equal-token bins)."""
+    scores_arr, tokens_arr = _validated_arrays(scores, token_counts)
+    bins = assign_buckets(scores_arr, thresholds)
+    return [int(v) for v in np.bincount(bins, weights=tokens_arr, minlength=len(thresholds) + 1).astype(np.int64)]
+
+
+def in_threshold_sample(key: str, fraction: float, seed: int = 0) -> bool:
+    """Deterministic sample membership by document id (same answer on every worker, unlike `random`)."""
+    if fraction >= 1:
+        return True
+    digest = hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < fraction * 2**64
+
+
+def read_threshold_sample(
+    files: Sequence[str | Path],
+    classifiers: Sequence[str],
+    *,
+    sample_fraction: float = 1.0,
+    sample_seed: int = 0,
+    token_count_key: str = TOKEN_COUNT_KEY,
+) -> tuple[list[str], dict[str, list[float]], list[int]]:
+    """(ids, scores per classifier, token counts) of the sampled documents in datatrove Parquet output.
+
+    Works whether the writer nested metadata (`metadata.quality_scores`) or expanded it into columns.
+    """
+    import duckdb
+
+    if not files:
+        raise Nano2Error("thresholds: no Parquet files given")
+    missing = [str(f) for f in files if not Path(f).exists()]
+    if missing:
+        raise Nano2Error(f"thresholds: Parquet file not found: {missing[0]}")
+    con = duckdb.connect(":memory:")
+    file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    con.execute(f"CREATE VIEW docs AS SELECT * FROM read_parquet({file_list}, union_by_name=true)")
+    columns = {row[0]: row[1] for row in con.execute("DESCRIBE docs").fetchall()}
+    meta_type = columns.get("metadata", "")
+    prefix = "metadata." if meta_type.startswith("STRUCT") and f"{SCORES_KEY} " in meta_type else ""
+    if not prefix and SCORES_KEY not in columns:
+        raise Nano2Error(f"thresholds: the Parquet files have no {SCORES_KEY} (run QualityScores before writing)")
+    token_expr = (
+        f'metadata."{token_count_key}"'
+        if meta_type.startswith("STRUCT") and f"{token_count_key} " in meta_type
+        else (f'"{token_count_key}"' if token_count_key in columns else None)
+    )
+    if token_expr is None:
+        raise Nano2Error(f"thresholds: the Parquet files have no {token_count_key} (count tokens before writing)")
+    score_exprs = ", ".join(f'{prefix}{SCORES_KEY}."{name}"' for name in classifiers)
+    try:
+        rows = con.execute(f"SELECT CAST(id AS VARCHAR), {token_expr}, {score_exprs} FROM docs").fetchall()
+    except duckdb.Error as exc:
+        raise Nano2Error(f"thresholds: cannot read scores of {list(classifiers)}: {str(exc).splitlines()[0]}") from None
+    ids: list[str] = []
+    tokens: list[int] = []
+    scores: dict[str, list[float]] = {name: [] for name in classifiers}
+    for doc_id, token_count, *values in rows:
+        if not in_threshold_sample(doc_id, sample_fraction, sample_seed):
+            continue
+        if token_count is None or any(v is None for v in values):
+            raise Nano2Error(f"thresholds: document {doc_id} lacks a score or a token count")
+        ids.append(doc_id)
+        tokens.append(int(token_count))
+        for name, value in zip(classifiers, values, strict=True):
+            scores[name].append(float(value))
+    return ids, scores, tokens
+
+
+class ClassifierThresholds(BaseModel):
+    """One classifier's cut points and what the sample they came from looked like."""
+
+    model_config = ConfigDict(extra="forbid")
+    cut_points: list[float]
+    sample_documents: int = Field(ge=0)
+    sample_tokens: int = Field(ge=0)
+    bin_tokens: list[int] = Field(default_factory=list, description="sample tokens per bin")
+    min_score: float | None = None
+    max_score: float | None = None
+
+    @model_validator(mode="after")
+    def _sorted_and_finite(self) -> ClassifierThresholds:
+        if not all(math.isfinite(c) for c in self.cut_points):
+            raise ValueError("cut points must be finite numbers")
+        if any(b < a for a, b in itertools.pairwise(self.cut_points)):
+            raise ValueError("cut points must be non-decreasing")
+        return self
+
+
+class QualityAssignment(NamedTuple):
+    buckets: dict[str, int]
+    bucket: int
+    level: str
+
+
+class QualityThresholds(BaseModel):
+    """Cut points for every classifier of the ensemble plus the bucket->level mapping: all a worker needs."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_bins: int = Field(default=N_BUCKETS, ge=2)
+    classifiers: dict[str, ClassifierThresholds]
+    levels: QualityLevels = Field(default_factory=lambda: DEFAULT_LEVELS)
+    sample_fraction: float | None = Field(default=None, description="share of documents the sample kept")
+    sample_seed: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QualityThresholds:
+        if not self.classifiers:
+            raise ValueError("at least one classifier is needed")
+        for name, thresholds in self.classifiers.items():
+            if len(thresholds.cut_points) != self.n_bins - 1:
+                raise ValueError(
+                    f"classifier {name!r}: {len(thresholds.cut_points)} cut points, expected {self.n_bins - 1}"
+                )
+        if self.levels.n_buckets != self.n_bins:
+            raise ValueError(f"levels cover {self.levels.n_buckets} buckets but there are {self.n_bins} bins")
+        return self
+
+    # --- fitting -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def fit(
+        cls,
+        scores: Mapping[str, Any],
+        token_counts: Any,
+        *,
+        levels: QualityLevels | None = None,
+        n_bins: int = N_BUCKETS,
+        sample_fraction: float | None = None,
+        sample_seed: int | None = None,
+    ) -> QualityThresholds:
+        """Cut points per classifier from one sample: `scores[name][i]` and `token_counts[i]` describe document i."""
+        classifiers = {}
+        for name, values in scores.items():
+            scores_arr, tokens_arr = _validated_arrays(values, token_counts)
+            cuts = compute_thresholds(scores_arr, tokens_arr, n_bins)
+            classifiers[name] = ClassifierThresholds(
+                cut_points=cuts,
+                sample_documents=int(scores_arr.size),
+                sample_tokens=int(tokens_arr.sum()),
+                bin_tokens=bin_token_mass(scores_arr, tokens_arr, cuts),
+                min_score=float(scores_arr.min()),
+                max_score=float(scores_arr.max()),
+            )
+        return cls(
+            n_bins=n_bins,
+            classifiers=classifiers,
+            levels=levels or DEFAULT_LEVELS,
+            sample_fraction=sample_fraction,
+            sample_seed=sample_seed,
+        )
+
+    @classmethod
+    def fit_documents(
+        cls,
+        documents: Iterable[Any],
+        *,
+        classifiers: Sequence[str] | None = None,
+        levels: QualityLevels | None = None,
+        n_bins: int = N_BUCKETS,
+        sample_fraction: float = 1.0,
+        sample_seed: int = 0,
+        token_count_key: str = TOKEN_COUNT_KEY,
+    ) -> QualityThresholds:
+        """Fit from scored datatrove Documents (metadata `quality_scores` and `token_count`), sampled by id."""
+        scores: dict[str, list[float]] = {}
+        tokens: list[int] = []
+        names = list(classifiers) if classifiers is not None else None
+        for doc in documents:
+            if not in_threshold_sample(str(doc.id), sample_fraction, sample_seed):
+                continue
+            doc_scores = doc.metadata.get(SCORES_KEY)
+            if doc_scores is None:
+                raise Nano2Error(f"document {doc.id}: no metadata[{SCORES_KEY!r}]; run QualityScores first")
+            if token_count_key not in doc.metadata:
+                raise Nano2Error(f"document {doc.id}: no metadata[{token_count_key!r}]; count tokens first")
+            if names is None:
+                names = sorted(doc_scores)
+            for name in names:
+                if name not in doc_scores:
+                    raise Nano2Error(f"document {doc.id}: no score for classifier {name!r}")
+                scores.setdefault(name, []).append(float(doc_scores[name]))
+            tokens.append(int(doc.metadata[token_count_key]))
+        if not tokens:
+            raise Nano2Error("thresholds: no document fell into the sample")
+        return cls.fit(
+            scores,
+            tokens,
+            levels=levels,
+            n_bins=n_bins,
+            sample_fraction=sample_fraction,
+            sample_seed=sample_seed,
+        )
+
+    @classmethod
+    def fit_parquet(
+        cls,
+        files: Sequence[str | Path],
+        classifiers: Sequence[str],
+        *,
+        levels: QualityLevels | None = None,
+        n_bins: int = N_BUCKETS,
+        sample_fraction: float = 1.0,
+        sample_seed: int = 0,
+        token_count_key: str = TOKEN_COUNT_KEY,
+    ) -> QualityThresholds:
+        """Fit from scored documents written by datatrove's ParquetWriter (nested or expanded metadata)."""
+        ids, scores, tokens = read_threshold_sample(
+            files,
+            classifiers,
+            sample_fraction=sample_fraction,
+            sample_seed=sample_seed,
+            token_count_key=token_count_key,
+        )
+        if not ids:
+            raise Nano2Error(f"thresholds: no document of {len(files)} Parquet file(s) fell into the sample")
+        return cls.fit(
+            scores, tokens, levels=levels, n_bins=n_bins, sample_fraction=sample_fraction, sample_seed=sample_seed
+        )
+
+    # --- applying ------------------------------------------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.classifiers)
+
+    def bucket_of(self, classifier: str, score: float) -> int:
+        return assign_bucket(score, self.classifiers[classifier].cut_points)
+
+    def assign(self, scores: Mapping[str, float]) -> QualityAssignment:
+        """Per-classifier buckets, the ensemble bucket (their max) and its level."""
+        buckets = {}
+        for name, thresholds in self.classifiers.items():
+            if name not in scores:
+                raise Nano2Error(
+                    f"no score for classifier {name!r} (scores given: {', '.join(sorted(scores)) or 'none'})"
+                )
+            buckets[name] = assign_bucket(float(scores[name]), thresholds.cut_points)
+        bucket = max(buckets.values())
+        return QualityAssignment(buckets, bucket, self.levels.level_of(bucket))
+
+    # --- storage -------------------------------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        return path
+
+    def to_manifest_extra(self) -> dict[str, Any]:
+        """What a run stores in its manifest's `extra` so that any later worker can re-apply the same buckets."""
+        return {MANIFEST_EXTRA_KEY: self.model_dump(mode="json")}
+
+    @classmethod
+    def load(cls, path: str | Path) -> QualityThresholds:
+        """From a thresholds JSON file, a manifest.json, or an artifact directory whose manifest carries them."""
+        from nano2.config import validate_model
+        from nano2.manifest import MANIFEST_NAME
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / MANIFEST_NAME
+        if not path.exists():
+            raise ConfigError(path, None, "quality thresholds not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(path, f"line {exc.lineno}", f"malformed JSON: {exc.msg}") from None
+        if isinstance(data, dict) and "extra" in data and "producer" in data:
+            if MANIFEST_EXTRA_KEY not in (data.get("extra") or {}):
+                raise ConfigError(path, f"extra.{MANIFEST_EXTRA_KEY}", "this manifest records no quality thresholds")
+            data = data["extra"][MANIFEST_EXTRA_KEY]
+        return validate_model(data, cls, path)
