@@ -138,7 +138,7 @@ class Audit:
                 if suffix not in DOCUMENT_SUFFIXES:
                     continue
                 fmt = ".parquet" if suffix == ".parquet" else ".jsonl"
-                if _is_decisions(rel_parts):
+                if owner.manifest.kind == "decisions" or _is_decisions(rel_parts):
                     owner.decisions[fmt].append(str(path))
                 else:
                     partition = "/".join(p for p in rel_parts[:-1] if "=" in p)

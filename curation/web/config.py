@@ -103,7 +103,9 @@ class QualityConfig(BaseModel):
     )
     n_bins: int = 20
     threshold_sample_docs: int = Field(default=1_000_000, description="English documents sampled for thresholds")
-    levels: dict[str, list[int]] | None = Field(default=None, description="level -> buckets; default documented")
+    levels: dict[str, str | int | list[int]] | None = Field(
+        default=None, description="level -> buckets (e.g. high: 18-19); default: curation.quality.levels"
+    )
 
 
 class WebConfig(BaseModel):

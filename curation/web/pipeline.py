@@ -2,7 +2,9 @@
 
 Stages (each its own executor and logging dir, chained with `depends`, so a rerun skips finished tasks):
 1. extract: read (WARC / JSONL) -> keys -> URL filter -> main-text extraction (math-aware) -> language ID ->
-   heuristic filters -> token counts -> exact-dedup signatures -> Parquet (`work/extracted`).
+   heuristic filters -> token counts -> exact-dedup signatures -> JSONL (`work/extracted`).
+   Intermediate stages are JSONL (schema-free: documents of different sources carry different metadata);
+   the final artifacts are Parquet with one fixed schema.
 2. exact-find (1 task): duplicates of the normalised content hash.
 3. minhash-sig, 4. minhash-buckets, 5. minhash-cluster: datatrove's MinHash stages over `work/extracted`.
 6. dedup+score: read `work/extracted` -> MinHash filter -> exact filter -> quality scores (English) -> `work/scored`.
@@ -39,7 +41,8 @@ class Stage:
 
 
 def _decisions(cfg: WebConfig, step: str) -> DecisionsWriter:
-    return DecisionsWriter(str(cfg.output / "decisions"), step)
+    """Rows go to `<output>/decisions/<step>/`, the `decisions` artifact of the run."""
+    return DecisionsWriter(str(cfg.output), step)
 
 
 def _readers(cfg: WebConfig) -> list:
@@ -77,9 +80,9 @@ def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
         MinhashDedupFilter,
         MinhashDedupSignature,
     )
-    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens import TokensCounter
-    from datatrove.pipeline.writers import ParquetWriter
+    from datatrove.pipeline.writers import JsonlWriter
 
     from curation.web.extract import FastExtractor
     from curation.web.quality_stage import quality_bucket_step, quality_score_step, thresholds_step
@@ -111,7 +114,7 @@ def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
     ]
     if cfg.dedup.exact:
         extract_steps.append(ExactHashSignature(str(work / "exact" / "signatures")))
-    extract_steps.append(ParquetWriter(str(work / "extracted"), output_filename="${rank}.parquet"))
+    extract_steps.append(JsonlWriter(str(work / "extracted"), output_filename="${rank}.jsonl.gz"))
     stages = [Stage("extract", extract_steps, 0)]
 
     if cfg.dedup.exact:
@@ -127,7 +130,7 @@ def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
             Stage(
                 "minhash-signatures",
                 [
-                    ParquetReader(str(work / "extracted")),
+                    JsonlReader(str(work / "extracted")),
                     MinhashDedupSignature(str(mh_dir / "signatures"), config=mh_config, language=RegexWordTokenizer()),
                 ],
                 0,
@@ -143,21 +146,21 @@ def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
                 1,
             ),
         ]
-    score_steps: list = [ParquetReader(str(work / "extracted"))]
+    score_steps: list = [JsonlReader(str(work / "extracted"))]
     if mh.enabled:
         score_steps.append(MinhashDedupFilter(str(mh_dir / "remove"), exclusion_writer=_minhash_decisions(cfg)))
     if cfg.dedup.exact:
         score_steps.append(ExactDedupFilter(str(work / "exact"), decisions=_decisions(cfg, "exact_dedup")))
-    score_steps += [*quality_score_step(cfg), ParquetWriter(str(work / "scored"), output_filename="${rank}.parquet")]
+    score_steps += [*quality_score_step(cfg), JsonlWriter(str(work / "scored"), output_filename="${rank}.jsonl.gz")]
     stages += [
         Stage("dedup-score", score_steps, 0),
         Stage("thresholds", [thresholds_step(cfg, work / "scored", thresholds_file)], 1),
         Stage(
             "bucket-write",
             [
-                ParquetReader(str(work / "scored")),
+                JsonlReader(str(work / "scored")),
                 *quality_bucket_step(cfg, thresholds_file),
-                RouteWriter(str(cfg.output)),
+                RouteWriter(str(cfg.output), [c.name for c in cfg.quality.classifiers]),
             ],
             0,
         ),

@@ -77,6 +77,13 @@ class OfflineURLFilter(URLFilter):
         # the bundled public-suffix snapshot only: no fetch of the live list at run time
         self.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
 
+    def download_data(self) -> None:
+        """Load the integrated lists, then drop empty entries: a list line that normalises to "" would match the
+        empty token that splitting every URL produces, and ban every page."""
+        super().download_data()
+        for words in (self.banned_words, self.soft_banned_words):
+            words.discard("")
+
     def filter(self, document: Document) -> bool | tuple[bool, str]:
         if not document.metadata.get("url"):
             self.stat_update("no_url")

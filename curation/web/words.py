@@ -21,7 +21,10 @@ _UNSPACED_CHARS = (
     "\u0e00-\u0eff"  # Thai, Lao
     "\u1000-\u109f\u1780-\u17ff\u0f00-\u0fff"  # Myanmar, Khmer, Tibetan
 )
-_WORD = re.compile(rf"[{_UNSPACED_CHARS}]|[^\W{_UNSPACED_CHARS}](?:[^\W{_UNSPACED_CHARS}]|['’\-](?=\w))*|[^\w\s]")
+_WORD = re.compile(
+    rf"\d+(?:[.,:]\d+)+"  # numbers such as 3.5, 1,000 and 12:30 stay one token, as spaCy keeps them
+    rf"|[{_UNSPACED_CHARS}]|[^\W{_UNSPACED_CHARS}](?:[^\W{_UNSPACED_CHARS}]|['’\-](?=\w))*|[^\w\s]"
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？؟।])\s+|(?<=[。！？])")
 
 
