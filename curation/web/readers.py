@@ -133,7 +133,7 @@ class WarcDocuments(_DecisionReader):
         if text is None:
             self.reject(doc_id, url, "undecodable")
             return None
-        meta = {"url": url, "date": headers.get_header("WARC-Date"), "source": "warc"}
+        meta = {"url": url, "date": headers.get_header("WARC-Date"), "source": "warc", "is_html": not is_text}
         return self.get_document_from_dict({"text": text, "id": doc_id, **meta}, filepath, index)
 
 

@@ -1,0 +1,1 @@
+"""Web (Common Crawl) curation: readers, extraction, filters, dedup, routing."""
