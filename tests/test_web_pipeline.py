@@ -155,3 +155,4 @@ def test_ray_executor_local_cluster(tmp_path, shared_data):
     finally:
         ray.shutdown()
     assert _final_documents(tmp_path / "curated")
+    assert read_manifest(tmp_path / "curated" / "web").stats.documents > 0

@@ -184,14 +184,16 @@ def run_web(cfg: WebConfig, config_path: str | Path | None = None, fresh: bool =
     thresholds_file = cfg.work / "thresholds.json"
     logs = cfg.work / "logs"
     previous = None
+    blocking = True
     for stage in build_stages(cfg, thresholds_file):
         exec_cfg = cfg.executor if stage.tasks == 0 else _single(cfg.executor, stage.tasks)
-        executor = make_executor(stage.pipeline, exec_cfg, logs / stage.name, depends=previous)
-        if cfg.executor.kind == "local":
-            executor.run()
+        blocking = cfg.executor.kind in ("local", "ray")
+        executor = make_executor(stage.pipeline, exec_cfg, logs / stage.name, depends=None if blocking else previous)
+        if blocking:
+            executor.run()  # local and Ray executors return when the stage is done
         previous = executor
-    if cfg.executor.kind != "local":
-        previous.run()  # slurm/ray: submitting the last stage submits the whole `depends` chain
+    if not blocking:
+        previous.run()  # Slurm: submitting the last stage submits the whole `depends` chain and returns
         return {}
     return write_manifests(cfg, config_path, thresholds_file, logs)
 
