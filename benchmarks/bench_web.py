@@ -82,6 +82,7 @@ def run_ours(input_dir: Path, work: Path, workers: int, shared: Path, quality_di
         "url_filter": {"banned_subwords_files": [str(banlist)]},
         "quality": {"classifiers": [{"name": n, "path": str(quality_dir / n)} for n in CLASSIFIERS]},
     }
+    work.mkdir(parents=True, exist_ok=True)
     path = work / "web.yaml"
     path.write_text(yaml.safe_dump(cfg))
     start = time.perf_counter()

@@ -157,3 +157,23 @@ def test_exact_dedup_keeps_the_first_copy(tmp_path):
     assert kept == ["d0", "d1", "d4"]
     assert [r[0] for r in _decisions(out)] == ["d2", "d3"]
     assert normalised_hash("Alpha  beta") == normalised_hash("alpha beta")
+
+
+@pytest.mark.realdata
+def test_fast_gopher_repetition_matches_datatrove(shared_data):
+    from datatrove.pipeline.filters import GopherRepetitionFilter
+
+    from curation.web.fast_filters import FastGopherRepetitionFilter
+
+    docs = []
+    for name in ("ccnet_cc_en_head_0091.jsonl", "ccnet_cc_en_head_0174.jsonl"):
+        for i, line in enumerate((shared_data / "web" / name).read_text().splitlines()):
+            docs.append(Document(json.loads(line)["text"], f"{name}{i}"))
+    for doc in list(docs):  # repetitive variants exercise the duplicate-n-gram paths
+        docs.append(Document(doc.text[:2000] * 3, doc.id + "x3"))
+        docs.append(Document("\n".join(doc.text.splitlines()[:5] * 4), doc.id + "lines"))
+    tok = RegexWordTokenizer()
+    ours, theirs = FastGopherRepetitionFilter(language=tok), GopherRepetitionFilter(language=tok)
+    decisions = [(ours.filter(d), theirs.filter(d)) for d in docs]
+    assert all(a == b for a, b in decisions)
+    assert sum(a is not True for a, _ in decisions) >= 20  # the comparison covered many drops, not only keeps

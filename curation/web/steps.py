@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,7 +27,8 @@ from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from curation.decisions import mark_drop
-from curation.web.words import UNSPACED_LANGUAGES, RegexWordTokenizer
+from curation.web.fast_filters import FastGopherRepetitionFilter
+from curation.web.words import UNSPACED_LANGUAGES, MemoWordTokenizer, RegexWordTokenizer
 from nano2.errors import Nano2Error
 
 # Nano 2's multilingual crawl (paper-facts §4): heuristic filtering only, written per language.
@@ -47,10 +49,14 @@ def read_word_list(path: str | Path) -> list[str]:
 
 
 class OfflineURLFilter(URLFilter):
-    """datatrove's URLFilter with banned words read from files and a TLD extractor that never goes online.
+    """datatrove's URLFilter with banned words read from files, a TLD extractor that never goes online, and the
+    4.5M-domain integrated block list loaded in milliseconds.
 
-    Documents without a URL (e.g. JSONL text dumps) cannot be judged by URL and are passed on, counted as
-    `no_url`.
+    datatrove rebuilds the block list (a Python set) in every task, 2-9 s each; here it is hashed once per machine
+    into a sorted uint64 array cached under `~/.cache/nano2/` and memory-mapped by every worker. The rules are
+    datatrove's: blocked registered domain or full host, blocked URL, a hard banned word, `soft_word_threshold`
+    soft banned words, or a banned sub-word anywhere in the normalised URL. Documents without a URL (e.g. JSONL text
+    dumps) cannot be judged by URL and are passed on, counted as `no_url`.
     """
 
     name = "😈 Url-filter"
@@ -63,6 +69,7 @@ class OfflineURLFilter(URLFilter):
         soft_word_threshold: int = 2,
         use_integrated_lists: bool = True,
         exclusion_writer: DiskWriter | None = None,
+        cache_dir: str | Path | None = None,
     ):
         from tldextract import TLDExtract
 
@@ -76,19 +83,117 @@ class OfflineURLFilter(URLFilter):
         )
         # the bundled public-suffix snapshot only: no fetch of the live list at run time
         self.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
+        self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "nano2" / "url_filter"
+        self._domain_hashes = None
 
     def download_data(self) -> None:
-        """Load the integrated lists, then drop empty entries: a list line that normalises to "" would match the
-        empty token that splitting every URL produces, and ban every page."""
-        super().download_data()
+        """Load the integrated lists (domains as a memory-mapped hash array), then drop empty words: a list line
+        that normalises to "" would match the empty token that splitting every URL produces, and ban every page."""
+        if self._downloaded or not self.use_integrated_lists:
+            self._finish_lists()
+            return
+        import numpy as np
+
+        cache = self._cache_file()
+        if not cache.exists():
+            super().download_data()  # builds the sets the slow way, once per machine
+            self._write_cache(cache)
+        else:
+            self._load_small_lists(cache)
+        self._domain_hashes = np.load(cache.with_suffix(".npy"), mmap_mode="r")
+        self.block_listed_domains = set()
+        self._downloaded = True
+        self._finish_lists()
+
+    def _finish_lists(self) -> None:
         for words in (self.banned_words, self.soft_banned_words):
             words.discard("")
+        import ahocorasick
+
+        automaton = self.banned_subwords_automaton
+        if len(automaton) and automaton.kind != ahocorasick.AHOCORASICK:
+            automaton.make_automaton()
+
+    def _cache_file(self) -> Path:
+        import hashlib
+        from importlib import metadata
+
+        key = hashlib.sha256(f"datatrove-{metadata.version('datatrove')}-url-lists-v1".encode()).hexdigest()[:16]
+        return self.cache_dir / f"{key}.json"
+
+    def _write_cache(self, cache: Path) -> None:
+        import json
+
+        import numpy as np
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        hashes = np.unique(np.fromiter((_domain_hash(d) for d in self.block_listed_domains), dtype=np.uint64))
+        tmp = cache.with_suffix(f".{os.getpid()}.npy")
+        np.save(tmp, hashes)
+        tmp.replace(cache.with_suffix(".npy"))
+        lists = {
+            "urls": sorted(self.block_listed_url),
+            "banned_words": sorted(self.banned_words),
+            "soft_banned_words": sorted(self.soft_banned_words),
+            "banned_subwords": sorted(self.banned_subwords),
+        }
+        tmp_json = cache.with_suffix(f".{os.getpid()}.json")
+        tmp_json.write_text(json.dumps(lists))
+        tmp_json.replace(cache)
+
+    def _load_small_lists(self, cache: Path) -> None:
+        import json
+
+        lists = json.loads(cache.read_text())
+        self.block_listed_url |= set(lists["urls"])
+        self.banned_words |= set(lists["banned_words"])
+        self.soft_banned_words |= set(lists["soft_banned_words"])
+        for word in set(lists["banned_subwords"]) - self.banned_subwords:
+            self.banned_subwords.add(word)
+            self.banned_subwords_automaton.add_word(word, len(self.banned_subwords_automaton))
+
+    def _domain_blocked(self, domain: str) -> bool:
+        if not domain:
+            return False
+        if domain in self.block_listed_domains:
+            return True
+        if self._domain_hashes is None or not len(self._domain_hashes):
+            return False
+        import numpy as np
+
+        h = np.uint64(_domain_hash(domain))
+        i = int(np.searchsorted(self._domain_hashes, h))
+        return i < len(self._domain_hashes) and self._domain_hashes[i] == h
 
     def filter(self, document: Document) -> bool | tuple[bool, str]:
-        if not document.metadata.get("url"):
+        from datatrove.pipeline.filters.url_filter import normalize, normalizer
+
+        url = document.metadata.get("url")
+        if not url:
             self.stat_update("no_url")
             return True
-        return super().filter(document)
+        self.download_data()
+        info = self.tldextractor(url)
+        if self._domain_blocked(info.top_domain_under_public_suffix):
+            return False, "domain"
+        if self._domain_blocked(info.fqdn):
+            return False, "subdomain"
+        if url in self.block_listed_url:
+            return False, "url"
+        url_words = set(normalizer.split(url))
+        if any(word in url_words for word in self.banned_words):
+            return False, "hard_blacklisted"
+        if sum(word in url_words for word in self.soft_banned_words) >= self.soft_word_threshold:
+            return False, "soft_blacklisted"
+        if self.banned_subwords and next(self.banned_subwords_automaton.iter(normalize(url)), False):
+            return False, "blacklisted_subword"
+        return True
+
+
+def _domain_hash(domain: str) -> int:
+    import xxhash
+
+    return xxhash.xxh64_intdigest(domain.encode("utf-8", "surrogatepass"))
 
 
 def lid_model_path() -> Path:
@@ -164,23 +269,23 @@ class LanguageID(PipelineStep):
 
 
 def english_filters(tokenizer: RegexWordTokenizer | None = None) -> list[BaseFilter]:
-    """The FineWeb recipe's English stack: Gopher repetition and quality, C4 lines, FineWeb quality."""
+    """The FineWeb recipe's English stack: Gopher repetition (hashed, same decisions) and quality, C4, FineWeb."""
     tok = tokenizer or RegexWordTokenizer("en")
     return [
-        GopherRepetitionFilter(language=tok),
+        FastGopherRepetitionFilter(language=tok),
         GopherQualityFilter(language=tok),
         C4QualityFilter(filter_no_terminal_punct=False, language=tok),
         FineWebQualityFilter(language=tok),
     ]
 
 
-def multilingual_filters(language: str) -> list[BaseFilter]:
+def multilingual_filters(language: str, tokenizer: RegexWordTokenizer | None = None) -> list[BaseFilter]:
     """Language-aware heuristics only (no quality classifier exists for these languages, paper-facts §4).
 
     Gopher repetition applies as is; for scripts without spaces the word-length and words-per-document bounds of
     the Gopher quality filter are character counts, so they are relaxed accordingly; the English stop-word rule
     is off (`stop_words=None`)."""
-    tok = RegexWordTokenizer(language)
+    tok = tokenizer or RegexWordTokenizer(language)
     if language in UNSPACED_LANGUAGES:
         quality = GopherQualityFilter(
             min_doc_words=100, max_doc_words=300_000, min_avg_word_length=1, max_avg_word_length=4,
@@ -188,7 +293,7 @@ def multilingual_filters(language: str) -> list[BaseFilter]:
         )  # fmt: skip
     else:
         quality = GopherQualityFilter(min_stop_words=None, language=tok)
-    return [GopherRepetitionFilter(language=tok), quality, FineWebQualityFilter(language=tok)]
+    return [FastGopherRepetitionFilter(language=tok), quality, FineWebQualityFilter(language=tok)]
 
 
 class HeuristicFilters(PipelineStep):
@@ -208,7 +313,8 @@ class HeuristicFilters(PipelineStep):
 
     def stack(self, language: str) -> list[BaseFilter]:
         if language not in self._stacks:
-            self._stacks[language] = english_filters() if language == "en" else multilingual_filters(language)
+            tok = MemoWordTokenizer(language)  # one per stack: the four filters split each document once
+            self._stacks[language] = english_filters(tok) if language == "en" else multilingual_filters(language, tok)
         return self._stacks[language]
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -238,6 +344,7 @@ class HeuristicFilters(PipelineStep):
 def _short_name(f: BaseFilter) -> str:
     return {
         GopherRepetitionFilter: "gopher_repetition",
+        FastGopherRepetitionFilter: "gopher_repetition",
         GopherQualityFilter: "gopher_quality",
         C4QualityFilter: "c4",
         FineWebQualityFilter: "fineweb",
