@@ -1,27 +1,33 @@
-"""A decode engine for NemotronH checkpoints with preallocated state and no per-layer cache machinery.
+"""A decode engine for NemotronH checkpoints: preallocated state, pre-arranged weights, few ops per layer.
 
-Why: transformers' incremental decode walks a generic cache object per layer and runs the Mamba step as ~30 small
-ops with reshapes and dtype round trips, so on a CPU the Mamba-2 step costs more than the attention it replaces
-until the context is very long. Here every piece of decode state is allocated once (per Mamba layer the conv
-window and the fp32 SSM state; per attention layer a KV buffer of `max_len` positions), the weights are arranged
-once, and the step is a few fused graph calls:
+Why: transformers' incremental decode walks a generic cache object per layer and runs the Mamba-2 step as ~30
+small ops with reshapes and dtype round trips, and its matrix-vector products run on one thread; on a CPU the
+Mamba step then costs more than the attention it replaces until the context is very long. Here:
 
-* the layers between two attention cores form one *segment* (norms, Mamba steps, MLPs, the q/k/v projection of
-  the attention that ends it, or the final norm and lm_head); segments have static shapes, so they are compiled
-  with `torch.compile` when that pays (or run eagerly);
-* the attention core runs eagerly between segments: write k/v at `position`, then `scaled_dot_product_attention`
-  of the query over the valid prefix of the buffer (a view: no copy, no mask, no work that grows with anything
-  but the attention itself). GQA folds the query heads of one KV head into the query-length axis, so K/V are
-  never repeated.
+* all decode state is allocated once: per Mamba layer the conv window (batch, conv_dim, kernel) in the model
+  dtype and the SSM state (batch, heads, head_dim, state) in fp32; per attention layer a K and a V buffer
+  (batch, kv_heads, max_len, head_dim). A step updates them in place and allocates nothing that grows;
+* a decode-step linear layer is a `bmm` over the weight viewed as row blocks (a free view), which streams the
+  weight on every core instead of one (see `_Linear`); q/k/v are one fused projection;
+* the Mamba step between in_proj and out_proj (`_mamba_core`) is one function over preallocated state:
+  conv-window shift and depthwise conv, dt = softplus(dt + dt_bias) clamped, state = state * exp(dt A) +
+  dt x (x) B, y = state . C + D x, gated RMSNorm. With `compile=True` it goes through `torch.compile` (one C++ loop
+  shared by every Mamba layer);
+* attention writes k/v at `position` and runs `scaled_dot_product_attention` over the valid prefix of the buffer,
+  a view (no copy, no mask); GQA rides the query-length axis (the heads of one KV head are its queries), so K/V
+  are never repeated. Its cost is the only one that grows with the context.
 
-Numerics follow transformers' full (chunked) forward, which is the reference: dt is clamped to
-`time_step_min` as the chunk scan does, the gated RMSNorm multiplies by silu(gate) in fp32 *before* normalising
-over groups of d_inner / n_groups, the SSM state and all Mamba arithmetic are fp32, the block RMSNorm multiplies
-its weight in fp32 and casts back, residuals stay in the model dtype and logits are returned in fp32.
+Numerics follow transformers' full (chunked) forward, the reference: dt is clamped to `time_step_min` as the chunk
+scan does (the transformers single-token path does not clamp), dt + dt_bias and its softplus are in the model
+dtype as transformers does, the conv output is rounded to the model dtype, the SSM state and the rest of the
+Mamba arithmetic are fp32, the gated RMSNorm multiplies by silu(gate) in fp32 *before* normalising each group of
+d_inner / n_groups channels, block RMSNorms multiply their weight in fp32 and cast back, residuals stay in the
+model dtype and logits are fp32. Prefill runs transformers' own chunked scan (`mamba2_chunk_scan`) and causal SDPA.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +46,36 @@ class DecodeError(Nano2Error):
     """A decode request the preallocated engine cannot serve (too long, too wide, or not a NemotronH model)."""
 
 
+class _Linear:
+    """A bias-free linear layer laid out for both phases.
+
+    Prefill (many rows) uses F.linear. A decode step multiplies a few rows by the weight, which is bound by how fast
+    the weight streams from memory; on CPU, F.linear / mm run such a product on one thread at ~8 GB/s, while a
+    `bmm` over the weight viewed as `split` row blocks runs the blocks on all threads (~25-35 GB/s on the 2-core
+    benchmark machine; 4 blocks beat 2 there). The view is free: no copy of the weight is made. `split` is rounded
+    down to a divisor of the output size.
+    """
+
+    __slots__ = ("blocks", "out_features", "weight")
+
+    def __init__(self, weight: torch.Tensor, split: int):
+        self.weight = weight.detach()
+        self.out_features = int(weight.shape[0])
+        split = max(k for k in range(1, max(split, 1) + 1) if self.out_features % k == 0)
+        self.blocks = self.weight.view(split, self.out_features // split, -1) if split > 1 else None
+
+    def step(self, h: torch.Tensor) -> torch.Tensor:
+        """(b, in) -> (b, out)."""
+        if self.blocks is None:
+            return F.linear(h, self.weight)
+        k = self.blocks.shape[0]
+        out = torch.bmm(self.blocks, h.t().expand(k, -1, -1))  # (k, out/k, b)
+        return out.view(self.out_features, -1).t().contiguous()
+
+    def seq(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.weight)
+
+
 @dataclass
 class _Norm:
     weight: torch.Tensor  # fp32
@@ -49,15 +85,15 @@ class _Norm:
 @dataclass
 class _MambaLayer:
     norm: _Norm
-    in_proj: torch.Tensor  # (d_inner + conv_dim + heads, hidden), model dtype
+    in_proj: _Linear  # -> z (gate) | x, B, C (through the conv) | dt
     conv_w: torch.Tensor  # (conv_dim, kernel), fp32
     conv_b: torch.Tensor  # (conv_dim,), fp32
-    dt_bias: torch.Tensor  # (heads,), fp32
+    dt_bias: torch.Tensor  # (heads,), model dtype: transformers adds it and applies softplus in that dtype
     A: torch.Tensor  # -exp(A_log), (heads,), fp32
-    D: torch.Tensor  # (heads,), fp32
+    D: torch.Tensor  # (heads, 1), fp32
     gnorm_w: torch.Tensor  # (d_inner,), fp32
     gnorm_eps: float
-    out_proj: torch.Tensor  # (hidden, d_inner), model dtype
+    out_proj: _Linear
     d_inner: int
     conv_dim: int
     heads: int
@@ -73,8 +109,8 @@ class _MambaLayer:
 @dataclass
 class _AttentionLayer:
     norm: _Norm
-    qkv: torch.Tensor  # (q + 2 kv, hidden): q, k and v projections fused
-    o_proj: torch.Tensor
+    qkv: _Linear  # q, k and v projections fused
+    o_proj: _Linear
     heads: int
     kv_heads: int
     head_dim: int
@@ -85,8 +121,8 @@ class _AttentionLayer:
 @dataclass
 class _MLPLayer:
     norm: _Norm
-    up: torch.Tensor
-    down: torch.Tensor
+    up: _Linear
+    down: _Linear
 
 
 _Layer = _MambaLayer | _AttentionLayer | _MLPLayer
@@ -94,51 +130,54 @@ _Layer = _MambaLayer | _AttentionLayer | _MLPLayer
 
 def _rms(x: torch.Tensor, norm: _Norm) -> torch.Tensor:
     """NemotronHRMSNorm: normalise and multiply by the weight in fp32, then cast back to the input dtype."""
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.eps)
-    return (norm.weight * h).to(x.dtype)
+    return F.rms_norm(x.float(), norm.weight.shape, norm.weight, norm.eps).to(x.dtype)
 
 
 def _gated_rms(y: torch.Tensor, gate: torch.Tensor, layer: _MambaLayer) -> torch.Tensor:
-    """NemotronHRMSNormGated with norm_before_gate=False: y * silu(gate) in fp32, then RMS over d_inner/n_groups."""
+    """NemotronHRMSNormGated with norm_before_gate=False: y * silu(gate) in fp32, then RMS over d_inner/n_groups
+    (one RMS per group, not over all of d_inner), then the weight; y is fp32 already."""
     h = y * F.silu(gate.float())
     *prefix, last = h.shape
-    g = h.view(*prefix, layer.groups, last // layer.groups)
-    g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + layer.gnorm_eps)
+    size = last // layer.groups
+    g = F.rms_norm(h.view(*prefix, layer.groups, size), (size,), None, layer.gnorm_eps)
     return layer.gnorm_w * g.view(*prefix, last)
 
 
-def _mamba_step(h: torch.Tensor, layer: _MambaLayer) -> torch.Tensor:
-    """One token of a Mamba-2 mixer for every sequence; updates the layer's conv window and SSM state in place."""
-    b = h.shape[0]
-    zxbcdt = F.linear(h, layer.in_proj)
+def _mamba_core(zxbcdt: torch.Tensor, layer: _MambaLayer) -> torch.Tensor:
+    """Everything of a Mamba-2 decode step between in_proj and out_proj, for every sequence: conv window, SSM
+    update and readout, gated RMSNorm. Updates the layer's conv window and SSM state in place.
+
+    Heads are laid out (group, head-in-group) as transformers expands B and C, so B and C broadcast over the
+    heads of their group as views instead of being repeated.
+    """
+    b, dtype = zxbcdt.shape[0], zxbcdt.dtype
     z, xbc, dt = zxbcdt.split([layer.d_inner, layer.conv_dim, layer.heads], dim=-1)
     conv_state = layer.conv_state[:b]
     conv_state.copy_(torch.cat([conv_state[:, :, 1:], xbc.unsqueeze(-1).to(conv_state.dtype)], dim=-1))
-    xbc = F.silu((conv_state.float() * layer.conv_w).sum(-1) + layer.conv_b)
-    x, B, C = xbc.split([layer.d_inner, layer.groups * layer.state, layer.groups * layer.state], dim=-1)
-    dt = F.softplus(dt.float() + layer.dt_bias).clamp(min=layer.dt_min)  # (b, heads)
-    rep = layer.heads // layer.groups
-    B = B.view(b, layer.groups, 1, layer.state).expand(b, layer.groups, rep, layer.state).reshape(b, layer.heads, 1, -1)
-    C = C.view(b, layer.groups, 1, layer.state).expand(b, layer.groups, rep, layer.state).reshape(b, layer.heads, -1, 1)
+    xbc = F.silu(torch.linalg.vecdot(conv_state.float(), layer.conv_w) + layer.conv_b).to(dtype)  # rounded as HF
+    n = layer.groups * layer.state
+    x, B, C = xbc.float().split([layer.d_inner, n, n], dim=-1)
+    dt = F.softplus(dt + layer.dt_bias).clamp_(min=layer.dt_min).float()  # (b, heads); clamped as the chunk scan does
+    grouped = (b, layer.groups, layer.heads // layer.groups, layer.head_dim)
     x = x.view(b, layer.heads, layer.head_dim)
     ssm = layer.ssm_state[:b]
-    new = ssm * torch.exp(dt * layer.A)[:, :, None, None] + (dt.unsqueeze(-1) * x).unsqueeze(-1) * B
-    ssm.copy_(new)
-    y = torch.matmul(new, C).squeeze(-1) + layer.D[:, None] * x  # (b, heads, head_dim)
-    y = _gated_rms(y.reshape(b, layer.d_inner), z, layer)
-    return F.linear(y.to(h.dtype), layer.out_proj)
+    ssm.mul_(torch.exp(dt * layer.A)[:, :, None, None])
+    dtx = (x * dt.unsqueeze(-1)).view(*grouped, 1)
+    ssm.view(*grouped, layer.state).addcmul_(dtx, B.view(b, layer.groups, 1, 1, layer.state))
+    y = torch.matmul(ssm.view(*grouped, layer.state), C.view(b, layer.groups, 1, layer.state, 1))
+    y = torch.addcmul(y.view(b, layer.heads, layer.head_dim), layer.D, x)
+    return _gated_rms(y.view(b, layer.d_inner), z, layer).to(dtype)
 
 
-def _mlp(h: torch.Tensor, layer: _MLPLayer) -> torch.Tensor:
-    return F.linear(torch.relu(F.linear(h, layer.up)).square(), layer.down)
+def _mlp_step(h: torch.Tensor, layer: _MLPLayer) -> torch.Tensor:
+    return layer.down.step(torch.relu(layer.up.step(h)).square_())
 
 
 def _qkv(h: torch.Tensor, layer: _AttentionLayer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q as (b, kv_heads, heads/kv_heads, head_dim) so GQA needs no repeat; k, v as (b, kv_heads, head_dim)."""
     b = h.shape[0]
     q_dim, kv_dim = layer.heads * layer.head_dim, layer.kv_heads * layer.head_dim
-    q, k, v = F.linear(h, layer.qkv).split([q_dim, kv_dim, kv_dim], dim=-1)
+    q, k, v = layer.qkv.step(h).split([q_dim, kv_dim, kv_dim], dim=-1)
     rep = layer.heads // layer.kv_heads
     return (
         q.view(b, layer.kv_heads, rep, layer.head_dim),
@@ -147,37 +186,15 @@ def _qkv(h: torch.Tensor, layer: _AttentionLayer) -> tuple[torch.Tensor, torch.T
     )
 
 
-class _Segment(torch.nn.Module):
-    """The layers between two attention cores, as one static-shape function of (residual stream, attention output).
+@functools.cache
+def _compiled_mamba_core() -> Callable[[torch.Tensor, _MambaLayer], torch.Tensor]:
+    """`_mamba_core` through torch.compile (~20 small ops fused into one C++ loop), built once per process.
 
-    Segment 0 starts from token ids (embedding); every later one starts by adding the o_proj of the attention
-    output to the residual. A segment ends with the q/k/v of the next attention layer, or with the logits.
+    Every Mamba layer of every decoder with the same shapes shares one graph (weights and states are graph
+    inputs), so a model compiles once per batch size. The in/out projections stay outside: inductor would fuse
+    them into its own reduction loops, which stream the weights at about half the speed of the split `bmm`.
     """
-
-    def __init__(
-        self,
-        layers: list[_Layer],
-        head_attention: _AttentionLayer | None,
-        tail: _AttentionLayer | None,
-        embedding: torch.Tensor | None,
-        final: tuple[_Norm, torch.Tensor] | None,
-    ):
-        super().__init__()
-        self.layers, self.head_attention, self.tail = layers, head_attention, tail
-        self.embedding, self.final = embedding, final
-
-    def forward(self, x: torch.Tensor, attn: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        if self.embedding is not None:
-            x = F.embedding(x, self.embedding)
-        if self.head_attention is not None:
-            x = x + F.linear(attn.reshape(x.shape[0], -1), self.head_attention.o_proj)
-        for layer in self.layers:
-            h = _rms(x, layer.norm)
-            x = x + (_mamba_step(h, layer) if isinstance(layer, _MambaLayer) else _mlp(h, layer))
-        if self.tail is not None:
-            return (x, *_qkv(_rms(x, self.tail.norm), self.tail))
-        norm, lm_head = self.final
-        return (F.linear(_rms(x, norm), lm_head).float(),)
+    return torch.compile(_mamba_core, dynamic=False)
 
 
 def _kind(layer: _Layer) -> str:
@@ -189,12 +206,25 @@ def _kind(layer: _Layer) -> str:
 class FastDecoder:
     """Prefill once, then decode one token per sequence per `step()` from preallocated state.
 
-    `compile`: True compiles each segment with `torch.compile` (static shapes; the first step of each batch size
-    pays the compile), False runs the same code eagerly, None picks compile on CPU (where it wins; see the
-    benchmark) and eager elsewhere. `prefill` starts a new sequence; `step` appends one token to every sequence.
+    `prefill` starts new sequences (equal-length prompts); `step` appends one token to every sequence; `position`
+    counts tokens so far. State for `max_batch` sequences of up to `max_len` tokens is allocated here, once. The
+    large weights are views of the model's own tensors (only q/k/v are concatenated, and the small per-channel
+    vectors copied to fp32), so building a decoder costs almost no memory; rebuild it if the model's weights change.
+
+    `compile=True` runs the Mamba step core through `torch.compile`: on the 2-core benchmark machine a hybrid
+    token drops from ~2.9 to ~2.5 ms, for a one-time compile of ~5 s per process and batch size (~1.5 s from
+    inductor's on-disk cache), so it pays only for long generations and is off by default. `gemv_split` is the
+    number of row blocks of each decode-step weight on CPU (default: max(4, threads)).
     """
 
-    def __init__(self, model: torch.nn.Module, max_batch: int = 1, max_len: int = 4096, compile: bool | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        max_batch: int = 1,
+        max_len: int = 4096,
+        compile: bool = False,
+        gemv_split: int | None = None,
+    ):
         config = getattr(model, "config", None)
         if config is None or not hasattr(config, "layers_block_type") or not hasattr(model, "model"):
             raise DecodeError("FastDecoder: expected a transformers NemotronHForCausalLM")
@@ -208,52 +238,53 @@ class FastDecoder:
         self.max_batch, self.max_len = int(max_batch), int(max_len)
         lm_head = model.get_output_embeddings().weight
         self.device, self.dtype = lm_head.device, lm_head.dtype
-        self.compile = (self.device.type == "cpu") if compile is None else bool(compile)
+        split = max(4, torch.get_num_threads()) if gemv_split is None else int(gemv_split)
+        self._split = split if self.device.type == "cpu" else 1
+        self.compile = bool(compile)
+        self._mamba_core = _compiled_mamba_core() if self.compile else _mamba_core
         with torch.no_grad():
             self.layers = [self._arrange(block) for block in model.model.layers]
             self.embedding = model.model.embeddings.weight.detach()
             self.final_norm = _Norm(model.model.norm_f.weight.detach().float(), model.model.norm_f.variance_epsilon)
-            self.lm_head = lm_head.detach()
+            self.lm_head = _Linear(lm_head, self._split)
         self.chunk_size = int(config.chunk_size)
-        self._build_segments()
+        self.vocab_size = int(self.embedding.shape[0])
         self._position = 0
         self._batch = 0
 
     # ----------------------------------------------------------------------------------------------- setup
     def _arrange(self, block: torch.nn.Module) -> _Layer:
-        """Copy one block's weights into the layout the step uses and allocate its decode state."""
+        """Take one block's weights in the layout the step uses and allocate its decode state."""
         norm = _Norm(block.norm.weight.detach().float().clone(), block.norm.variance_epsilon)
         mixer, kind = block.mixer, block.block_type
-        dev, dt = self.device, self.dtype
+        dev, dtype, split = self.device, self.dtype, self._split
         if kind == MAMBA_KIND:
-            conv_dim, kernel = mixer.conv_dim, mixer.conv_kernel_size
-            conv_b = mixer.conv1d.bias if mixer.conv1d.bias is not None else torch.zeros(conv_dim, device=dev)
+            conv_dim, kernel, heads = mixer.conv_dim, mixer.conv_kernel_size, mixer.num_heads
+            bias = mixer.conv1d.bias
             return _MambaLayer(
                 norm=norm,
-                in_proj=mixer.in_proj.weight.detach(),
+                in_proj=_Linear(mixer.in_proj.weight, split),
                 conv_w=mixer.conv1d.weight.detach().float().reshape(conv_dim, kernel).clone(),
-                conv_b=conv_b.detach().float().clone(),
-                dt_bias=mixer.dt_bias.detach().float().clone(),
+                conv_b=torch.zeros(conv_dim, device=dev) if bias is None else bias.detach().float().clone(),
+                dt_bias=mixer.dt_bias.detach().clone(),
                 A=-torch.exp(mixer.A_log.detach().float()),
-                D=mixer.D.detach().float().clone(),
+                D=mixer.D.detach().float().reshape(heads, 1).clone(),
                 gnorm_w=mixer.norm.weight.detach().float().clone(),
                 gnorm_eps=mixer.norm.variance_epsilon,
-                out_proj=mixer.out_proj.weight.detach(),
+                out_proj=_Linear(mixer.out_proj.weight, split),
                 d_inner=mixer.intermediate_size,
                 conv_dim=conv_dim,
-                heads=mixer.num_heads,
+                heads=heads,
                 head_dim=mixer.head_dim,
                 groups=mixer.n_groups,
                 state=mixer.ssm_state_size,
                 kernel=kernel,
                 dt_min=float(mixer.time_step_limit[0]),
-                conv_state=torch.zeros(self.max_batch, conv_dim, kernel, device=dev, dtype=dt),
-                ssm_state=torch.zeros(
-                    self.max_batch, mixer.num_heads, mixer.head_dim, mixer.ssm_state_size, device=dev
-                ),
+                conv_state=torch.zeros(self.max_batch, conv_dim, kernel, device=dev, dtype=dtype),
+                ssm_state=torch.zeros(self.max_batch, heads, mixer.head_dim, mixer.ssm_state_size, device=dev),
             )
         if kind == ATTENTION_KIND:
-            if mixer.q_proj.bias is not None or mixer.o_proj.bias is not None:
+            if any(p.bias is not None for p in (mixer.q_proj, mixer.k_proj, mixer.v_proj, mixer.o_proj)):
                 raise DecodeError("FastDecoder: attention biases are not supported (Nano 2 has none)")
             kv_heads, head_dim = mixer.config.num_key_value_heads, mixer.head_dim
             if not math.isclose(mixer.scaling, head_dim**-0.5):
@@ -261,41 +292,19 @@ class FastDecoder:
             cache = (self.max_batch, kv_heads, self.max_len, head_dim)
             return _AttentionLayer(
                 norm=norm,
-                qkv=torch.cat([mixer.q_proj.weight, mixer.k_proj.weight, mixer.v_proj.weight]).detach(),
-                o_proj=mixer.o_proj.weight.detach(),
+                qkv=_Linear(torch.cat([mixer.q_proj.weight, mixer.k_proj.weight, mixer.v_proj.weight]), split),
+                o_proj=_Linear(mixer.o_proj.weight, split),
                 heads=mixer.config.num_attention_heads,
                 kv_heads=kv_heads,
                 head_dim=head_dim,
-                k_cache=torch.zeros(cache, device=dev, dtype=dt),
-                v_cache=torch.zeros(cache, device=dev, dtype=dt),
+                k_cache=torch.zeros(cache, device=dev, dtype=dtype),
+                v_cache=torch.zeros(cache, device=dev, dtype=dtype),
             )
         if mixer.up_proj.bias is not None or mixer.down_proj.bias is not None:
             raise DecodeError("FastDecoder: MLP biases are not supported (Nano 2 has none)")
-        return _MLPLayer(norm=norm, up=mixer.up_proj.weight.detach(), down=mixer.down_proj.weight.detach())
-
-    def _build_segments(self) -> None:
-        self.attention = [layer for layer in self.layers if isinstance(layer, _AttentionLayer)]
-        groups: list[list[_Layer]] = [[]]
-        for layer in self.layers:
-            if isinstance(layer, _AttentionLayer):
-                groups.append([])
-            else:
-                groups[-1].append(layer)
-        self.segments: list[_Segment] = []
-        for i, group in enumerate(groups):
-            last = i == len(groups) - 1
-            self.segments.append(
-                _Segment(
-                    group,
-                    head_attention=self.attention[i - 1] if i > 0 else None,
-                    tail=None if last else self.attention[i],
-                    embedding=self.embedding if i == 0 else None,
-                    final=(self.final_norm, self.lm_head) if last else None,
-                )
-            )
-        self._runners: list[Callable[..., tuple[torch.Tensor, ...]]] = [
-            torch.compile(seg, dynamic=False, fullgraph=True) if self.compile else seg for seg in self.segments
-        ]
+        return _MLPLayer(
+            norm=norm, up=_Linear(mixer.up_proj.weight, split), down=_Linear(mixer.down_proj.weight, split)
+        )
 
     # ----------------------------------------------------------------------------------------------- state
     @property
@@ -305,10 +314,11 @@ class FastDecoder:
 
     @property
     def batch(self) -> int:
+        """Sequences being decoded (0 before the first prefill and after reset)."""
         return self._batch
 
     def reset(self) -> None:
-        """Forget the current sequences: zero every state buffer (so a later prefill starts from nothing)."""
+        """Forget the current sequences: zero every state buffer, so nothing of them can leak into the next."""
         with torch.inference_mode():
             for layer in self.layers:
                 if isinstance(layer, _MambaLayer):
@@ -331,10 +341,10 @@ class FastDecoder:
 
     # ----------------------------------------------------------------------------------------------- prefill
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Start new sequences from equal-length prompts (batch, seq); fills all state; returns last logits (batch, vocab).
+        """Start new sequences from equal-length prompts (batch, seq); returns the last position's logits.
 
-        Runs the full forward with transformers' chunked Mamba-2 scan and causal SDPA (the same math as
-        `model(input_ids)`), taking the final SSM states, the last conv window and the K/V of every position.
+        Runs the full forward with transformers' chunked Mamba-2 scan and causal SDPA (the math of
+        `model(input_ids)`), keeping the final SSM states, the last conv window and the K/V of every position.
         """
         if input_ids.dim() != 2 or input_ids.shape[1] < 1:
             raise DecodeError("FastDecoder.prefill: expected input_ids of shape (batch, seq) with seq >= 1")
@@ -350,8 +360,8 @@ class FastDecoder:
                 elif isinstance(layer, _AttentionLayer):
                     x = x + self._attention_prefill(h, layer)
                 else:
-                    x = x + _mlp(h, layer)
-            logits = F.linear(_rms(x[:, -1], self.final_norm), self.lm_head).float()
+                    x = x + layer.down.seq(torch.relu(layer.up.seq(h)).square())
+            logits = self.lm_head.seq(_rms(x[:, -1], self.final_norm)).float()
         self._position, self._batch = seq, batch
         return logits
 
@@ -359,16 +369,14 @@ class FastDecoder:
         from transformers.models.nemotron_h import modeling_nemotron_h as hf
 
         b, seq, _ = h.shape
-        z, xbc, dt = F.linear(h, layer.in_proj).split([layer.d_inner, layer.conv_dim, layer.heads], dim=-1)
+        z, xbc, dt = layer.in_proj.seq(h).split([layer.d_inner, layer.conv_dim, layer.heads], dim=-1)
         xbc_t = xbc.transpose(1, 2)  # (b, conv_dim, seq)
-        window = F.pad(xbc_t, (max(layer.kernel - seq, 0), 0))[:, :, -layer.kernel :]
-        layer.conv_state[:b].copy_(window)
-        conv = F.conv1d(xbc_t.to(layer.conv_w.dtype), layer.conv_w.unsqueeze(1), layer.conv_b,
-                        padding=layer.kernel - 1, groups=layer.conv_dim)[:, :, :seq]  # fmt: skip
-        xbc = F.silu(conv).transpose(1, 2)
-        x, B, C = xbc.split([layer.d_inner, layer.groups * layer.state, layer.groups * layer.state], dim=-1)
+        layer.conv_state[:b].copy_(F.pad(xbc_t, (max(layer.kernel - seq, 0), 0))[:, :, -layer.kernel :])
+        weight, bias = layer.conv_w.to(h.dtype).unsqueeze(1), layer.conv_b.to(h.dtype)  # as transformers: model dtype
+        conv = F.conv1d(xbc_t, weight, bias, padding=layer.kernel - 1, groups=layer.conv_dim)[:, :, :seq]
+        x, B, C = F.silu(conv).transpose(1, 2).split([layer.d_inner, *[layer.groups * layer.state] * 2], dim=-1)
         scan = hf.mamba2_chunk_scan
-        if self.device.type == "cpu":  # the plain-torch reference (no kernel-lookup warnings); on CUDA a kernel
+        if self.device.type == "cpu":  # the plain-torch reference, without the kernel-lookup warning
             scan = getattr(scan, "__wrapped__", scan)
         y, final = scan(
             x.reshape(b, seq, layer.heads, layer.head_dim),
@@ -377,7 +385,7 @@ class FastDecoder:
             B.reshape(b, seq, layer.groups, layer.state),
             C.reshape(b, seq, layer.groups, layer.state),
             chunk_size=self.chunk_size,
-            D=layer.D,
+            D=layer.D.view(-1),
             dt_bias=layer.dt_bias,
             dt_softplus=True,
             dt_limit=(layer.dt_min, float("inf")),
@@ -385,12 +393,12 @@ class FastDecoder:
         )
         layer.ssm_state[:b].copy_(final)
         y = _gated_rms(y.reshape(b, seq, layer.d_inner).float(), z, layer)
-        return F.linear(y.to(h.dtype), layer.out_proj)
+        return layer.out_proj.seq(y.to(h.dtype))
 
     def _attention_prefill(self, h: torch.Tensor, layer: _AttentionLayer) -> torch.Tensor:
         b, seq, _ = h.shape
         q_dim, kv_dim = layer.heads * layer.head_dim, layer.kv_heads * layer.head_dim
-        q, k, v = F.linear(h, layer.qkv).split([q_dim, kv_dim, kv_dim], dim=-1)
+        q, k, v = layer.qkv.seq(h).split([q_dim, kv_dim, kv_dim], dim=-1)
         q = q.view(b, seq, layer.heads, layer.head_dim).transpose(1, 2)
         k = k.view(b, seq, layer.kv_heads, layer.head_dim).transpose(1, 2)
         v = v.view(b, seq, layer.kv_heads, layer.head_dim).transpose(1, 2)
@@ -400,7 +408,7 @@ class FastDecoder:
         if rep > 1:
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return F.linear(o.transpose(1, 2).reshape(b, seq, q_dim), layer.o_proj)
+        return layer.o_proj.seq(o.transpose(1, 2).reshape(b, seq, q_dim))
 
     # ----------------------------------------------------------------------------------------------- decode
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -411,31 +419,41 @@ class FastDecoder:
             raise DecodeError(f"FastDecoder.step: expected tokens of shape ({self._batch},), got {tuple(tokens.shape)}")
         self._check_room(self._batch, 1)
         with torch.inference_mode():
-            logits = self._step(tokens.to(self.device))
+            logits = self._step(tokens.to(self.device), self._position)
         self._position += 1
         return logits
 
-    def _step(self, tokens: torch.Tensor) -> torch.Tensor:
-        runners, attention, pos = self._runners, self.attention, self._position
-        out = runners[0](tokens)
-        for i, layer in enumerate(attention):
-            out = runners[i + 1](out[0], self._attend(layer, out[1], out[2], out[3], pos))
-        return out[0]
+    def _step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+        x = F.embedding(tokens, self.embedding)
+        for layer in self.layers:
+            h = _rms(x, layer.norm)
+            if isinstance(layer, _MambaLayer):
+                x = x + layer.out_proj.step(self._mamba_core(layer.in_proj.step(h), layer))
+            elif isinstance(layer, _AttentionLayer):
+                x = x + self._attention_step(h, layer, pos)
+            else:
+                x = x + _mlp_step(h, layer)
+        return self.lm_head.step(_rms(x, self.final_norm)).float()
 
     @staticmethod
-    def _attend(layer: _AttentionLayer, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
-        """Write this token's k/v at `pos` and attend over positions 0..pos; q is (b, kv_heads, rep, head_dim)."""
+    def _attention_step(h: torch.Tensor, layer: _AttentionLayer, pos: int) -> torch.Tensor:
+        """Write this token's k/v at `pos`, attend over positions 0..pos (a view of the buffer), project out.
+
+        GQA without repeating K/V: the heads/kv_heads queries of one KV head ride on SDPA's query-length axis; a
+        single decode query sees every cached position, so no mask is needed.
+        """
+        q, k, v = _qkv(h, layer)
         b = q.shape[0]
         layer.k_cache[:b, :, pos].copy_(k)
         layer.v_cache[:b, :, pos].copy_(v)
-        keys, values = layer.k_cache[:b, :, : pos + 1], layer.v_cache[:b, :, : pos + 1]
-        return F.scaled_dot_product_attention(q, keys, values)
+        o = F.scaled_dot_product_attention(q, layer.k_cache[:b, :, : pos + 1], layer.v_cache[:b, :, : pos + 1])
+        return layer.o_proj.step(o.reshape(b, -1))
 
     # ----------------------------------------------------------------------------------------------- profiling
     def step_breakdown(self, tokens: torch.Tensor) -> dict[str, float]:
-        """One eager step timed layer by layer: seconds spent in {mamba, attention, mlp, other}. Advances the state.
+        """`step` timed layer by layer: seconds spent in {mamba, attention, mlp, other}. Advances the state.
 
-        The attention figure covers its projections and the SDPA over the cache; it is what grows with context.
+        Attention includes its projections and the SDPA over the cache: the only part that grows with context.
         """
         if self._batch == 0:
             raise DecodeError("FastDecoder.step_breakdown: call prefill() first")
@@ -453,17 +471,15 @@ class FastDecoder:
                 times["other"] += t_layer - t
                 h = _rms(x, layer.norm)
                 if isinstance(layer, _MambaLayer):
-                    x = x + _mamba_step(h, layer)
+                    x = x + layer.out_proj.step(self._mamba_core(layer.in_proj.step(h), layer))
                 elif isinstance(layer, _AttentionLayer):
-                    q, k, v = _qkv(h, layer)
-                    o = self._attend(layer, q, k, v, pos)
-                    x = x + F.linear(o.reshape(x.shape[0], -1), layer.o_proj)
+                    x = x + self._attention_step(h, layer, pos)
                 else:
-                    x = x + _mlp(h, layer)
+                    x = x + _mlp_step(h, layer)
                 sync()
                 t = time.perf_counter()
                 times[KIND_NAMES[_kind(layer)]] += t - t_layer
-            F.linear(_rms(x, self.final_norm), self.lm_head).float()
+            self.lm_head.step(_rms(x, self.final_norm)).float()
             sync()
             times["other"] += time.perf_counter() - t
         self._position += 1
@@ -496,23 +512,25 @@ def per_token_times(
     positions: Sequence[int],
     steps: int = 16,
     breakdown: bool = True,
+    batch: int = 1,
     seed: int = 0,
 ) -> list[dict[str, float]]:
     """Per-token decode time at each context length: prefill a random prompt of that length, then time `steps`.
 
-    Returns one dict per position: `position`, `step_ms` (median fast-path step) and, with `breakdown`, the
-    median eager per-kind times `mamba_ms`, `attention_ms`, `mlp_ms`, `other_ms` (from `step_breakdown`).
-    Decode cost does not depend on token values, so random prompts measure the same thing as real ones.
+    Returns one dict per position: `position`, `step_ms` (median `step`) and, with `breakdown`, the median
+    per-kind times `mamba_ms`, `attention_ms`, `mlp_ms`, `other_ms` of `step_breakdown` (the same step with a
+    timer around every layer). Decode cost does not depend on token values, so random prompts measure the same
+    thing as real ones.
     """
     gen = torch.Generator().manual_seed(seed)
-    vocab = decoder.embedding.shape[0]
+    vocab = decoder.vocab_size
     sync = torch.cuda.synchronize if decoder.device.type == "cuda" else (lambda: None)
     rows = []
     for pos in positions:
         need = pos + 2 * steps + 2
         if need > decoder.max_len:
             raise DecodeError(f"per_token_times: position {pos} needs max_len >= {need} (have {decoder.max_len})")
-        prompt = torch.randint(0, vocab, (decoder.batch or 1, pos), generator=gen)
+        prompt = torch.randint(0, vocab, (batch, pos), generator=gen)
         logits = decoder.prefill(prompt)
         token = logits.argmax(-1)
         decoder.step(token)  # warm-up (and compile, the first time)
