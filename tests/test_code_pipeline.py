@@ -1,0 +1,147 @@
+"""`nano2 curate code CONFIG` end to end: documents, decisions and a manifest the audit and the mixtures read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from curation.licenses.detector import load_index
+from nano2.manifest import read_manifest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_CODE = "def shared_helper(values):\n    total = 0\n    for value in values:\n        total += value * 2\n    return total\n"  # noqa: E501
+
+
+@pytest.fixture(scope="session")
+def scancode_index():
+    return load_index()
+
+
+@pytest.fixture
+def repos_root(tmp_path, scancode_index):
+    """Four small repositories with real license texts from ScanCode's license database."""
+    from licensedcode.cache import get_licenses_db
+
+    db = get_licenses_db()
+    root = tmp_path / "repos"
+    files = {
+        "mit-project/LICENSE": "Copyright (c) 2024 The Authors\n\n" + db["mit"].text,
+        "mit-project/src/app.py": "import sys\n\n\ndef main(argv):\n    return len(argv)\n\n\nprint(main(sys.argv))\n",
+        "mit-project/src/gpl_module.py": "# SPDX-License-Identifier: GPL-2.0-only\n\ndef copyleft():\n    return 42\n",
+        "mit-project/src/helper.py": SHARED_CODE,
+        "mit-project/src/blob.py": "\0\0binary",
+        "mit-fork/LICENSE": "Copyright (c) 2024 The Authors\n\n" + db["mit"].text,
+        "mit-fork/src/helper.py": SHARED_CODE.replace("\n", "\r\n"),  # an exact duplicate once normalised
+        "gpl-project/COPYING": db["gpl-3.0"].text,
+        "gpl-project/lib/mit_helper.py": "# SPDX-License-Identifier: MIT\n\ndef helper(x):\n    return x + 1\n",
+        "gpl-project/lib/core.py": "def core(x):\n    return x * 3\n",
+        "no-license/main.py": "print('no license here')\n",
+    }
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def write_config(tmp_path, source: dict, **overrides) -> Path:
+    cfg = {
+        "name": "code-test",
+        "source": source,
+        "output_dir": str(tmp_path / "data" / "curated" / "code"),
+        "executor": {"kind": "local", "tasks": 1, "workers": 1},
+        **overrides,
+    }
+    path = tmp_path / "code.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def test_curate_code_end_to_end(cli, tmp_path, repos_root):
+    config = write_config(tmp_path, {"kind": "repositories", "root": str(repos_root)})
+    result = cli("curate", "code", config)
+    assert result.code == 0, result.err + result.out
+    out = tmp_path / "data" / "curated" / "code"
+    con = duckdb.connect()
+    docs = {r[0]: r for r in con.execute(
+        f"SELECT id, license_spdx, license_source, language, blob_hash, metadata.token_count "
+        f"FROM read_parquet('{out}/*.parquet')"
+    ).fetchall()}  # fmt: skip
+    # mit-project/src/helper.py is an exact duplicate of the fork's copy (CRLF vs LF), read first
+    assert set(docs) == {"mit-project/src/app.py", "gpl-project/lib/mit_helper.py", "mit-fork/src/helper.py"}
+    assert docs["mit-project/src/app.py"][1:4] == ("MIT", "license_file", "Python")
+    assert docs["gpl-project/lib/mit_helper.py"][1:3] == ("MIT", "header")
+    assert all(row[5] > 0 for row in docs.values())
+    decisions = dict(con.execute(
+        f"SELECT doc_id, step || ':' || reason FROM read_parquet('{out}/decisions/*/*.parquet')"
+    ).fetchall())  # fmt: skip
+    assert decisions["mit-project/src/gpl_module.py"] == "code_license:license_not_permissive"
+    assert decisions["gpl-project/lib/core.py"] == "code_license:license_not_permissive"
+    assert decisions["no-license/main.py"] == "code_license:no_license"
+    assert decisions["mit-project/src/blob.py"] == "code_input:binary"
+    assert decisions["mit-project/LICENSE"] == "code_language:unsupported_extension"
+    assert decisions["mit-project/src/helper.py"] == "code_exact_dedup:exact_duplicate"
+    manifest = read_manifest(out)
+    assert manifest.kind == "documents" and manifest.name == "code-test" and manifest.stats.documents == 3
+    assert manifest.stats.by["license_spdx"]["MIT"].documents == 3
+    assert manifest.stats.tokens == sum(row[5] for row in docs.values())
+    assert manifest.extra["license"]["scancode_toolkit_version"]
+    assert "kept by license" in result.out and "license_not_permissive" in result.out
+
+    audit = cli("audit", tmp_path / "data")
+    assert audit.code == 0, audit.err
+    assert "license_not_permissive" in audit.out and "no_license" in audit.out
+    by_license = cli(
+        "audit", tmp_path / "data", "--queries-dir", REPO / "curation" / "code" / "queries",
+        "-q", "code_tokens_by_license", "--format", "json",
+    )  # fmt: skip
+    assert by_license.code == 0, by_license.err
+    rows = json.loads(by_license.out)
+    assert rows[0]["license_spdx"] == "MIT" and rows[0]["files"] == 3
+
+    rerun = cli("curate", "code", config)  # datatrove resume: every task is complete, the manifest is rewritten
+    assert rerun.code == 0 and read_manifest(out).stats.documents == 3
+
+
+def test_config_errors_are_one_line(cli, tmp_path):
+    bad_key = write_config(tmp_path, {"kind": "repositories", "root": str(tmp_path)}, colour="blue")
+    result = cli("curate", "code", bad_key)
+    assert result.code == 2 and "colour: unknown key" in result.err
+    bad_language = write_config(tmp_path, {"kind": "repositories", "root": str(tmp_path)}, languages=["Klingon"])
+    result = cli("curate", "code", bad_language)
+    assert result.code == 2 and "languages" in result.err and "Klingon" in result.err
+    missing_root = write_config(tmp_path, {"kind": "repositories", "root": str(tmp_path / "nowhere")})
+    result = cli("curate", "code", missing_root)
+    assert result.code == 2 and "is not a directory" in result.err
+    bad_source = write_config(tmp_path, {"kind": "ftp"})
+    assert cli("curate", "code", bad_source).code == 2
+
+
+def test_fresh_refuses_to_delete_a_directory_it_did_not_write(cli, tmp_path):
+    config = write_config(tmp_path, {"kind": "repositories", "root": str(tmp_path)})
+    precious = tmp_path / "data" / "curated" / "code"
+    precious.mkdir(parents=True)
+    (precious / "thesis.tex").write_text("years of work")
+    result = cli("curate", "code", config, "--fresh")
+    assert result.code == 2 and "refusing to delete" in result.err
+    assert (precious / "thesis.tex").exists()
+
+
+def test_shipped_tiny_config_runs_on_this_environment(cli, tmp_path, scancode_index):
+    """`nano2 curate code curation/configs/code-tiny.yaml`, with its output and work dirs moved into tmp_path."""
+    cfg = yaml.safe_load((REPO / "curation" / "configs" / "code-tiny.yaml").read_text())
+    cfg["output_dir"] = str(tmp_path / "tiny" / "curated" / "code")
+    cfg["work_dir"] = str(tmp_path / "tiny" / ".work" / "code")
+    config = tmp_path / "code-tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = cli("curate", "code", config)
+    assert result.code == 0, result.err + result.out
+    manifest = read_manifest(tmp_path / "tiny" / "curated" / "code")
+    licenses = manifest.stats.by["license_spdx"]
+    assert {"MIT", "BSD-3-Clause", "Apache-2.0"} <= set(licenses)
+    assert not any("GPL" in k and " OR " not in k for k in licenses)  # copyleft only as one option of an OR
+    assert manifest.stats.tokens > 10_000

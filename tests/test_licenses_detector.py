@@ -1,0 +1,191 @@
+"""ScanCode on in-memory text: the fast path, the full matcher, declared licenses, and failures that never raise."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from curation.licenses.cache import DetectionCache
+from curation.licenses.detector import Detection, DetectorSettings, LicenseDetector, load_index, to_spdx
+from curation.licenses.steps import metadata_detection
+
+MIT_HEADER = """# Copyright (c) 2020 Someone
+#
+# Permission is hereby granted, free of charge, to any person obtaining a copy
+# of this software and associated documentation files (the "Software"), to deal
+# in the Software without restriction, including without limitation the rights
+# to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+# copies of the Software, and to permit persons to whom the Software is
+# furnished to do so, subject to the following conditions:
+#
+# The above copyright notice and this permission notice shall be included in
+# all copies or substantial portions of the Software.
+#
+# THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+# IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+# FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+# AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+# LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+# OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+# SOFTWARE.
+
+import os
+"""
+
+
+@pytest.fixture(scope="session")
+def scancode_index():
+    """The ScanCode license index, loaded once per test process (ScanCode caches it module-wide)."""
+    return load_index()
+
+
+@pytest.fixture
+def detector(scancode_index) -> LicenseDetector:
+    return LicenseDetector(DetectorSettings(header_deadline_s=5, file_deadline_s=20))
+
+
+@pytest.mark.parametrize(
+    ("head", "expression"),
+    [
+        ("// SPDX-License-Identifier: MIT\nint x;\n", "mit"),
+        ("# SPDX-License-Identifier: GPL-2.0-or-later\nimport os\n", "gpl-2.0-plus"),
+        ("/* SPDX-License-Identifier: Apache-2.0 OR MIT */\n", "apache-2.0 OR mit"),
+        (MIT_HEADER, "mit"),
+        ("def add(a, b):\n    return a + b\n", None),
+        ("", None),
+    ],
+)
+def test_fast_path_reads_spdx_tags_and_headers(detector, head, expression):
+    detection = detector.detect_header(head)
+    assert detection.expression == expression
+    assert detection.status == ("license" if expression else "none")
+
+
+def test_fast_path_reads_the_head_and_the_whole_file_only_when_license_language_follows(detector):
+    late_tag = "x = 1\n" * 200 + "# SPDX-License-Identifier: GPL-3.0-only\n"
+    late = detector.detect_header(late_tag)
+    assert late.expression == "gpl-3.0" and late.matcher == "exact-file"
+    head_only = LicenseDetector(DetectorSettings(check_tail=False)).detect_header(late_tag)
+    assert head_only.status == "none" and head_only.matcher == "exact-head"
+    early = detector.detect_header("# SPDX-License-Identifier: MIT\n" + "y = 2\n" * 200)
+    assert early.expression == "mit" and early.matcher == "exact-head"
+
+
+def test_fast_path_escalates_headers_scancode_flags_as_imperfect(detector):
+    damaged = MIT_HEADER.replace("restriction", "reTextiction").replace("distribute,", "diTextibute,")
+    exact_only = LicenseDetector(DetectorSettings(escalate_imperfect_headers=False)).detect_header(damaged)
+    escalated = detector.detect_header(damaged)
+    assert exact_only.expression != "mit"  # a fragment rule, not MIT
+    assert escalated.expression == "mit" and escalated.matcher == "full-head"
+
+
+def test_full_matcher_on_a_license_text(detector):
+    from licensedcode.cache import get_licenses_db
+
+    text = get_licenses_db()["bsd-new"].text
+    detection = detector.detect_text("Copyright (c) 2001 The Authors\n\n" + text)
+    assert detection.status == "license" and detection.expression == "bsd-new" and detection.matcher == "full"
+    assert to_spdx(detection.expression) == "BSD-3-Clause"
+
+
+def test_declared_licenses_become_scancode_expressions(detector):
+    assert detector.detect_declared("MIT").expression == "mit"
+    assert detector.detect_declared("Apache-2.0 OR BSD-3-Clause").expression == "apache-2.0 OR bsd-new"
+    assert detector.detect_declared("License :: OSI Approved :: MIT License").expression == "mit"
+    assert detector.detect_declared("Apache 2.0").expression == "apache-2.0"
+    npm = metadata_detection("package.json", '{"license": "UNLICENSED"}', detector)
+    assert npm.expression == "proprietary-license"
+    broken = metadata_detection("pyproject.toml", "[project\n", detector)
+    assert broken.status == "error"
+
+
+def test_scancode_crash_becomes_an_error_detection(detector, monkeypatch):
+    def crash(*args, **kwargs):
+        raise RuntimeError("ScanCode blew up")
+
+    monkeypatch.setattr(detector, "_scancode_expressions", crash)
+    for detection in (detector.detect_header("x"), detector.detect_text("x")):
+        assert detection.status == "error" and "ScanCode blew up" in detection.detail
+
+
+def test_past_the_deadline_is_a_timeout_even_with_a_partial_answer(monkeypatch):
+    slow = LicenseDetector(DetectorSettings(header_deadline_s=0.05))
+
+    def late_answer(text, approximate, unknown, deadline):
+        time.sleep(0.06)
+        return ["mit"], False
+
+    monkeypatch.setattr(slow, "_scancode_expressions", late_answer)
+    detection = slow.detect_header("# MIT")
+    assert detection.status == "timeout" and detection.expression is None
+
+
+def test_a_call_that_ignores_the_deadline_is_interrupted(monkeypatch):
+    stuck = LicenseDetector(DetectorSettings(file_deadline_s=0.1))
+
+    def hang(text, approximate, unknown, deadline):
+        time.sleep(30)
+        return ["mit"], False
+
+    monkeypatch.setattr(stuck, "_scancode_expressions", hang)
+    started = time.monotonic()
+    detection = stuck.detect_text("some license")
+    assert detection.status == "timeout"
+    assert time.monotonic() - started < 2
+
+
+def test_a_real_scancode_deadline_on_a_long_text(detector):
+    from licensedcode.cache import get_licenses_db
+
+    db = get_licenses_db()
+    long_text = "\n\n".join(db[k].text for k in ("gpl-3.0", "apache-2.0", "mpl-2.0", "lgpl-2.1", "epl-2.0")) * 2
+    rushed = LicenseDetector(DetectorSettings(file_deadline_s=0.01))
+    assert rushed.detect_text(long_text).status == "timeout"
+
+
+def _write_many(path: str, worker: int) -> None:
+    cache = DetectionCache(path, flush_every=25)
+    for i in range(400):
+        cache.put("ns", "header", f"{worker}-{i}", Detection("license", "mit", "exact-head"))
+        cache.get("ns", "header", f"{1 - worker}-{i}")
+    cache.close()
+    assert cache.disabled_reason is None
+
+
+def test_detection_cache_is_shared_by_concurrent_workers(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "shared.sqlite")
+    workers = [multiprocessing.get_context("fork").Process(target=_write_many, args=(path, w)) for w in (0, 1)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+    assert [p.exitcode for p in workers] == [0, 0]
+    reader = DetectionCache(path)
+    assert all(reader.get("ns", "header", f"{w}-{i}") is not None for w in (0, 1) for i in range(400))
+
+
+def test_an_unusable_cache_file_degrades_to_memory(tmp_path):
+    cache = DetectionCache(tmp_path)  # a directory: SQLite cannot open it
+    cache.put("ns", "header", "abc", Detection("license", "mit", "exact-head"))
+    cache.flush()
+    assert cache.get("ns", "header", "abc") == Detection("license", "mit", "exact-head")
+    assert cache.disabled_reason and "OperationalError" in cache.disabled_reason
+    cache.close()
+
+
+def test_detection_cache_by_blob(tmp_path):
+    cache = DetectionCache(tmp_path / "cache.sqlite")
+    found = Detection("license", "mit", "exact-head")
+    assert cache.get("ns", "header", "abc") is None
+    cache.put("ns", "header", "abc", found)
+    cache.put("ns", "header", "t/o", Detection("timeout", None, "full", "slow"))
+    assert cache.get("ns", "header", "abc") == found and cache.hits == 1 and cache.misses == 1
+    cache.close()
+    reopened = DetectionCache(tmp_path / "cache.sqlite")
+    assert reopened.get("ns", "header", "abc") == found  # persisted
+    assert reopened.get("ns", "header", "t/o") is None  # failures are not persisted
+    assert reopened.get("other-settings", "header", "abc") is None
+    assert reopened.get("ns", "header", None) is None
