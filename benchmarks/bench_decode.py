@@ -251,47 +251,48 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
 
+    print(f"(other processes used {fmt(foreign.percent(), '.0f', '?')}% of the machine meanwhile)")
+    first = positions[0]
+    eager = FastDecoder(models["hybrid"], max_batch=1, max_len=first + 128, compile=False)
+    eager_ms = per_token_times(eager, [first], steps=32, breakdown=False)[0]["step_ms"]
+    print(
+        f"hybrid step at position {first}: {eager_ms:.2f} ms with compile off, "
+        f"{rows_by_model['hybrid'][0]['step_ms']:.2f} ms {'with compile on' if compile else '(compile off)'}"
+    )
+
     longest = max(cells, key=lambda c: (c.isl + c.osl, c.osl))
-    at_1k = [c for c in cells if c.isl == 1024 and c.hf["hybrid"] is not None]
     print("\nsummary")
     print(
         f"  hybrid/transformer at the longest cell {longest.isl}/{longest.osl}: {longest.fast_ratio:.2f}x "
         f"(goal >= {GOAL_RATIO:.0f}x: {'met' if longest.fast_ratio >= GOAL_RATIO else 'NOT met'})"
     )
+    print(f"  hybrid/transformer by cell: {', '.join(f'{c.isl}/{c.osl}: {c.fast_ratio:.2f}x' for c in cells)}")
     context = longest.isl + longest.osl // 2  # mean context over the cell's decode steps
     weights = {n: 4 * (counts[n] - m.config.vocab_size * m.config.hidden_size) for n, m in models.items()}
     kv = {n: 4 * 2 * m.config.num_key_value_heads * m.config.head_dim * m.config.layers_block_type.count(
         "full_attention") * context for n, m in models.items()}  # fmt: skip
     bound = (weights["transformer"] + kv["transformer"]) / (weights["hybrid"] + kv["hybrid"])
     print(
-        f"  memory read per decoded token at the mean context {context} of that cell: hybrid "
+        f"  bytes read per decoded token at that cell's mean context ({context}): hybrid "
         f"{weights['hybrid'] / 1e6:.1f} MB weights + {kv['hybrid'] / 1e6:.1f} MB KV, transformer "
-        f"{weights['transformer'] / 1e6:.1f} MB + {kv['transformer'] / 1e6:.1f} MB KV: a bandwidth-bound step "
-        f"can be at most {bound:.2f}x faster for the hybrid at batch 1 (-> 4x only when KV dwarfs the weights)"
+        f"{weights['transformer'] / 1e6:.1f} MB + {kv['transformer'] / 1e6:.1f} MB KV, so a bandwidth-bound step "
+        f"is at most {bound:.2f}x faster for the hybrid at batch 1 (4x needs KV >> weights: 8 vs 2 attention layers)"
     )
-    by_osl = [f"{c.isl}/{c.osl}: {c.fast_ratio:.2f}x" for c in cells]
-    print(f"  hybrid/transformer by cell: {', '.join(by_osl)}")
-    for c in at_1k:
-        speedup = c.fast["hybrid"] / c.hf["hybrid"]
-        print(
-            f"  FastDecoder vs transformers generate, hybrid, ISL {c.isl} OSL {c.osl}: {speedup:.2f}x "
-            f"(goal >= {GOAL_SPEEDUP:.0f}x: {'met' if speedup >= GOAL_SPEEDUP else 'NOT met'})"
-        )
-    print(f"(other processes used {fmt(foreign.percent(), '.0f', '?')}% of the machine meanwhile)")
-
-    first = positions[0]
-    eager = FastDecoder(models["hybrid"], max_batch=1, max_len=first + 64, compile=False)
-    eager_ms = per_token_times(eager, [first], steps=32, breakdown=False)[0]["step_ms"]
+    for c in cells:
+        if c.isl == 1024 and c.hf["hybrid"] is not None:
+            speedup = c.fast["hybrid"] / c.hf["hybrid"]
+            print(
+                f"  FastDecoder vs transformers generate, hybrid, ISL {c.isl} OSL {c.osl}: {speedup:.2f}x "
+                f"(goal >= {GOAL_SPEEDUP:.0f}x: {'met' if speedup >= GOAL_SPEEDUP else 'NOT met'})"
+            )
+    h_rows, t_rows = rows_by_model["hybrid"], rows_by_model["transformer"]
     print(
-        f"\nhybrid step at position {first}: {eager_ms:.2f} ms with compile off, "
-        f"{rows_by_model['hybrid'][0]['step_ms']:.2f} ms {'with compile on' if compile else '(compile off)'}"
-    )
-
-    h_rows = rows_by_model["hybrid"]
-    print(
-        f"  hybrid Mamba layers per token: {h_rows[0]['mamba_ms']:.2f} ms at {int(h_rows[0]['position'])} -> "
-        f"{h_rows[-1]['mamba_ms']:.2f} ms at {int(h_rows[-1]['position'])}; attention "
-        f"{h_rows[0]['attention_ms']:.2f} -> {h_rows[-1]['attention_ms']:.2f} ms"
+        f"  per token from position {int(h_rows[0]['position'])} to {int(h_rows[-1]['position'])}: hybrid Mamba "
+        f"layers {h_rows[0]['mamba_ms']:.2f} -> {h_rows[-1]['mamba_ms']:.2f} ms "
+        f"({100 * (h_rows[-1]['mamba_ms'] / h_rows[0]['mamba_ms'] - 1):+.0f}%), hybrid attention "
+        f"{h_rows[0]['attention_ms']:.2f} -> {h_rows[-1]['attention_ms']:.2f} ms, transformer attention "
+        f"{t_rows[0]['attention_ms']:.2f} -> {t_rows[-1]['attention_ms']:.2f} ms; whole step transformer/hybrid "
+        f"{t_rows[0]['step_ms'] / h_rows[0]['step_ms']:.2f}x -> {t_rows[-1]['step_ms'] / h_rows[-1]['step_ms']:.2f}x"
     )
     print(f"  total wall time {time.perf_counter() - run_start:.0f} s; load average {os.getloadavg()[0]:.2f}")
     if args.plot:
