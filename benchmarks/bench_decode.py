@@ -29,9 +29,9 @@ FULL_GRID = [(128, 128), (1024, 1024), (1024, 8192), (8192, 16384)]
 QUICK_GRID = [(128, 128), (1024, 256)]
 FULL_POSITIONS = [1024, 4096, 8192, 16384]
 QUICK_POSITIONS = [256, 1024]
-# The transformers-generate baseline is slow: ~10 ms per hybrid token, and for the transformer its DynamicCache
-# concatenates K/V at every step, so its cost grows with the output (~45 ms per token late in 1k/8k, ~6 minutes
-# for that cell alone). Above these output lengths the baseline is skipped, and the output says so.
+# The transformers-generate baseline is slow: ~11 ms per hybrid token, and for the transformer its DynamicCache
+# concatenates K/V at every step, so its cost grows with the output (23 tokens/s over 1k/8k in one run here: ~6
+# minutes for that cell alone). Above these output lengths the baseline is skipped ("-"), and the output says so.
 BASELINE_MAX_OSL = {"hybrid": 8192, "transformer": 1024}
 GOAL_RATIO, GOAL_SPEEDUP = 4.0, 3.0
 
@@ -145,8 +145,8 @@ class ForeignCpu:
         return max(0.0, 100.0 * (busy - ours) / total)
 
 
-def fmt(value: float | None, spec: str = ".1f", missing: str = "skipped") -> str:
-    return missing if value is None else format(value, spec)
+def fmt(value: float | None, spec: str = ".1f", missing: str = "-", suffix: str = "") -> str:
+    return missing if value is None else format(value, spec) + suffix
 
 
 def plot(cells: list[Cell], path: str) -> None:
@@ -224,15 +224,15 @@ def main(argv: list[str] | None = None) -> None:
         speedup = None if hf["hybrid"] is None else fast["hybrid"] / hf["hybrid"]
         print(
             f"{f'{isl}/{osl}':>12} | {fast['hybrid']:11.1f} {fast['transformer']:11.1f} {cell.fast_ratio:5.2f}x | "
-            f"{fmt(hf['hybrid']):>9} {fmt(hf['transformer']):>9} {fmt(cell.hf_ratio, '.2f'):>5}x | "
-            f"{fmt(speedup, '.2f'):>13}x | {fmt(foreign.percent(), '.0f', '?'):>4}%",
+            f"{fmt(hf['hybrid']):>9} {fmt(hf['transformer']):>9} {fmt(cell.hf_ratio, '.2f', suffix='x'):>6} | "
+            f"{fmt(speedup, '.2f', suffix='x'):>14} | {fmt(foreign.percent(), '.0f', '?'):>8}%",
             flush=True,
         )
     for name, limit in BASELINE_MAX_OSL.items():
         skipped = [f"{c.isl}/{c.osl}" for c in cells if c.hf[name] is None]
         if skipped:
             print(
-                f"(transformers generate for the {name} skipped at {', '.join(skipped)}: above {limit} output "
+                f"(-: transformers generate for the {name} skipped at {', '.join(skipped)}; above {limit} output "
                 "tokens it would push the run past ~10 minutes)"
             )
 
