@@ -77,3 +77,33 @@ def small_spec(**overrides) -> dict:
     }
     spec.update(overrides)
     return spec
+
+
+def _repository_texts() -> list[str]:
+    """Real text available on every machine (our own sources and docs) to train a small tokenizer on."""
+    texts = []
+    for pattern in ("**/*.py", "**/*.md", "**/*.yaml"):
+        for path in sorted(REPO.glob(pattern)):
+            if ".venv" in path.parts or "runs" in path.parts:
+                continue
+            texts.extend(p for p in path.read_text(errors="replace").split("\n\n") if p.strip())
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    """A byte-level BPE tokenizer (vocab 1024) with the Nano 2 special tokens and chat template."""
+    from model.tokenizer import save_tokenizer, train_bpe
+
+    return save_tokenizer(train_bpe(_repository_texts(), vocab_size=1024), tmp_path_factory.mktemp("tiny-tok"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    """A freshly initialised tiny-12b checkpoint (safetensors + manifest + tokenizer files); treat it as read-only."""
+    from model.configs import get_config
+    from model.io import build_model, save_checkpoint
+
+    cfg = get_config("tiny-12b")
+    out = tmp_path_factory.mktemp("tiny-ckpt")
+    return save_checkpoint(build_model(cfg, seed=0), out, cfg, tokenizer_dir=tiny_tokenizer_dir)
