@@ -31,6 +31,7 @@ SUB_APPS = [
     ("compress", "compress.cli"),
     ("eval", "evals.cli"),
     ("run", "nano2.recipe"),
+    ("report", "nano2.report"),
 ]
 
 
@@ -42,9 +43,12 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 def _mount_sub_apps() -> None:
     for name, module in SUB_APPS:
         if importlib.util.find_spec(module) is not None:
-            sub = getattr(importlib.import_module(module), "app", None)
+            loaded = importlib.import_module(module)
+            sub = getattr(loaded, "app", None)
             if isinstance(sub, typer.Typer):
                 app.add_typer(sub, name=name)
+            elif callable(getattr(loaded, "COMMAND", None)):  # a single command, e.g. `nano2 run RECIPE`
+                app.command(name)(loaded.COMMAND)
 
 
 @app.command("audit")
