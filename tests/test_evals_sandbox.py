@@ -1,0 +1,274 @@
+"""The code sandbox: canonical HumanEval/MBPP solutions pass; known-bad programs fail cleanly, host unharmed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from evals.benchmarks import load_humaneval, load_mbpp
+from evals.code_scoring import build_program, reference_program, run_completions
+from evals.sandbox import SandboxLimits, processes_of_uid, run_program, run_programs, sandbox_capabilities
+
+REPO = Path(__file__).resolve().parent.parent
+LIMITS = SandboxLimits(wall_s=5, cpu_s=5, memory_mb=512, file_size_mb=1, output_bytes=4096)
+
+
+def _process_group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def _assert_nothing_left(result) -> None:
+    """No process of the sample survives: not in its process group, not under its uid."""
+    assert result.pid is not None
+    assert _process_group_members(result.pid) == []
+    uid = result.isolation.get("uid")
+    if uid is not None and uid != os.getuid():
+        assert processes_of_uid(uid) == []
+
+
+def test_sandbox_verdicts_for_ordinary_programs():
+    cases = {
+        "assert 1 + 1 == 2\nprint('ok')": ("passed", ""),
+        "def f(x):\n    return x\nassert f(1) == 2, 'nope'": (
+            "failed",
+            "AssertionError: nope (line 3: assert f(1) == 2",
+        ),
+        "1 / 0": ("error", "ZeroDivisionError: division by zero (line 1"),
+        "def f(:\n": ("error", "SyntaxError"),
+        "import sys\nsys.exit(0)\nassert False": ("error", "SystemExit"),
+        "input()": ("error", "EOFError"),
+    }
+    results = run_programs(list(cases), LIMITS)
+    for (source, (verdict, reason)), result in zip(cases.items(), results, strict=True):
+        assert result.verdict == verdict, (source, result)
+        assert result.reason.startswith(reason), (source, result.reason)
+        _assert_nothing_left(result)
+    assert results[0].stdout == "ok\n"
+    assert "ZeroDivisionError" in results[2].stderr  # the traceback is kept for reading
+
+
+def test_sandbox_infinite_loop_times_out():
+    result = run_program("while True:\n    pass\n", LIMITS.model_copy(update={"wall_s": 1.5}))
+    assert result.verdict == "timeout" and "wall-clock" in result.reason
+    assert result.wall_s < 4
+    _assert_nothing_left(result)
+
+
+def test_sandbox_cpu_limit_stops_a_busy_loop_before_the_wall_clock():
+    result = run_program("while True:\n    pass\n", LIMITS.model_copy(update={"wall_s": 30, "cpu_s": 1}))
+    assert result.verdict == "timeout" and result.reason == "CPU limit of 1 s"
+    assert result.signal_name == "SIGXCPU" and result.wall_s < 20
+
+
+FORK_BOMB = "import os\nwhile True:\n    os.fork()\n"
+
+
+def test_sandbox_fork_bomb_is_blocked():
+    result = run_program(FORK_BOMB, LIMITS)
+    assert result.verdict == "blocked" and result.reason == "process creation (os.fork)"
+    _assert_nothing_left(result)
+
+
+def test_sandbox_fork_bomb_hits_the_kernel_process_limit_when_forks_are_allowed():
+    """With the audit hook letting forks through, RLIMIT_NPROC (a fresh uid per sample) still caps the bomb."""
+    capabilities = sandbox_capabilities()
+    if not capabilities.nproc_enforced:
+        pytest.skip("RLIMIT_NPROC is not enforced for the sandbox here: " + "; ".join(capabilities.notes))
+    source = (
+        "import os, time\n"
+        "forks = 0\n"
+        "while True:\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "    forks += 1\n"
+        "print(forks, flush=True)\n"
+        "while True:\n"  # then a bomb that keeps trying until the wall clock
+        "    try:\n"
+        "        os.fork()\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    limits = LIMITS.model_copy(update={"wall_s": 2, "allow_fork": True, "nproc": 12})
+    result = run_program(source, limits)
+    assert result.verdict == "timeout", result
+    assert 0 < int(result.stdout.split()[0]) < 12  # the kernel refused the 12th process
+    _assert_nothing_left(result)
+
+
+def test_sandbox_memory_hog_is_stopped():
+    result = run_program("hog = []\nwhile True:\n    hog.append(bytearray(10**7))\n", LIMITS)
+    assert result.verdict == "memory", result
+    assert run_program("x = ' ' * 10**10\n", LIMITS).verdict == "memory"
+
+
+@pytest.mark.parametrize(
+    "source, event",
+    [
+        ("import socket\nsocket.socket().connect(('1.1.1.1', 80))", "socket.connect"),
+        ("import socket\nsocket.getaddrinfo('example.com', 80)", "socket.getaddrinfo"),
+        ("import urllib.request\nurllib.request.urlopen('http://example.com', timeout=2)", "socket.getaddrinfo"),
+        (
+            "import socket\ntry:\n    socket.socket().connect(('1.1.1.1', 80))\nexcept BaseException:\n"
+            "    pass\nassert True",
+            "socket.connect",
+        ),
+    ],
+    ids=["connect", "dns", "urllib", "swallowed"],
+)
+def test_sandbox_network_access_is_blocked(source, event):
+    result = run_program(source, LIMITS)
+    assert result.verdict == "blocked" and result.reason == f"network access ({event})", result
+    if sandbox_capabilities().network_namespace:
+        assert result.isolation["network_isolated"] is True
+
+
+def test_sandbox_writing_outside_the_work_dir_is_blocked(tmp_path):
+    target = tmp_path / "escaped.txt"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    attempts = [
+        f"open({str(target)!r}, 'w').write('x')",
+        f"import os\nos.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)",
+        f"import pathlib\npathlib.Path({str(target)!r}).write_text('x')",
+        f"import shutil\nopen('here.txt', 'w').write('x')\nshutil.copy('here.txt', {str(target)!r})",
+        f"import os\nos.remove({str(victim)!r})",
+        f"import os\nos.rename({str(victim)!r}, 'mine.txt')",
+        f"import os\nos.symlink({str(victim)!r}, 'link.txt')\nopen('link.txt', 'w').write('x')",
+    ]
+    for source, result in zip(attempts, run_programs(attempts, LIMITS), strict=True):
+        assert result.verdict == "blocked" and "outside the sandbox" in result.reason, (source, result)
+    assert not target.exists()
+    assert victim.read_text() == "keep me"
+
+
+def test_sandbox_reading_the_repository_is_blocked():
+    attempts = [
+        f"print(open({str(REPO / 'pyproject.toml')!r}).read())",
+        f"import os\nprint(os.listdir({str(REPO)!r}))",
+        f"import sys\nsys.path.insert(0, {str(REPO)!r})\nimport evals.benchmarks",
+        f"import os\nos.symlink({str(REPO / 'pyproject.toml')!r}, 'link')\nprint(open('link').read())",
+        f"import os\nos.chdir({str(REPO)!r})\nprint(open('pyproject.toml').read())",
+    ]
+    for source, result in zip(attempts, run_programs(attempts, LIMITS), strict=True):
+        assert result.verdict == "blocked" and f"read outside the sandbox: {REPO}" in result.reason, (source, result)
+        assert "nano2-recipe" not in result.stdout
+
+
+def test_sandbox_huge_output_is_capped():
+    result = run_program("while True:\n    print('x' * 10000)\n", LIMITS)
+    assert result.verdict == "killed" and "size limit" in result.reason and result.signal_name == "SIGXFSZ"
+    assert result.stdout_truncated and len(result.stdout) == LIMITS.output_bytes
+    _assert_nothing_left(result)
+
+
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        ("import subprocess\nsubprocess.run(['ls', '/'])", "process creation (import _posixsubprocess)"),
+        ("import multiprocessing as mp\nmp.get_context('spawn').Process(target=print).start()", "process creation"),
+        ("import os\nos.execv('/bin/ls', ['ls', '/'])", "process creation (os.exec)"),
+        ("import os\nos.posix_spawn('/bin/ls', ['ls'], {})", "process creation (os.posix_spawn)"),
+        ("import os\nos.system('ls /')", "process creation (os.system)"),
+        ("import ctypes\nctypes.CDLL(None).system(b'ls /')", "native code access (ctypes.dlopen)"),
+        ("import os\nos.kill(1, 0)", "signalling another process (os.kill)"),
+        ("import resource\nresource.setrlimit(resource.RLIMIT_CPU, (100, 100))", "changing resource limits"),
+    ],
+    ids=["subprocess", "multiprocessing", "exec", "posix_spawn", "system", "ctypes", "kill", "setrlimit"],
+)
+def test_sandbox_blocks_escape_hatches(source, reason):
+    result = run_program(source, LIMITS)
+    assert result.verdict == "blocked" and result.reason.startswith(reason), result
+
+
+def test_sandbox_environment_is_a_fresh_stripped_work_dir():
+    source = (
+        "import json, os, sys, tempfile\n"
+        "open('scratch.txt', 'w').write('x')\n"
+        "print(json.dumps({'cwd': os.getcwd(), 'env': dict(os.environ), 'path': sys.path,"
+        " 'tmp': tempfile.gettempdir(), 'files': os.listdir('.')}))\n"
+    )
+    result = run_program(source, LIMITS)
+    assert result.verdict == "passed", result
+    seen = json.loads(result.stdout)
+    cwd = seen["cwd"]
+    assert seen["env"]["HOME"] == cwd and seen["env"]["TMPDIR"] == cwd and seen["tmp"] == cwd
+    assert set(seen["env"]) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE"}
+    assert not any(str(REPO) in entry or "site-packages" in entry for entry in seen["path"])
+    assert not cwd.startswith(str(REPO)) and sorted(seen["files"]) == ["scratch.txt", "solution.py"]
+    assert not Path(cwd).exists()  # removed after the run
+    assert run_program(source, LIMITS).stdout != result.stdout  # a fresh directory every time
+
+
+def test_sandbox_capabilities_are_reported():
+    capabilities = sandbox_capabilities().to_dict()
+    assert Path(capabilities["interpreter"]).is_file()
+    assert capabilities["network_mode"] in ("tool", "net", "user+net", "none")
+    if capabilities["running_as_root"] and not capabilities["privilege_drop"]:
+        assert not capabilities["nproc_enforced"] and capabilities["notes"]
+
+
+def test_sandbox_run_programs_keeps_input_order_and_reports_progress():
+    seen = []
+    results = run_programs([f"print({i})" for i in range(6)], LIMITS, workers=3, on_result=lambda i, r: seen.append(i))
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(6)]
+    assert sorted(seen) == list(range(6))
+
+
+@pytest.mark.realdata
+def test_sandbox_oracle_humaneval_canonical_solutions_all_pass(shared_data):
+    items = load_humaneval(shared_data)
+    results = run_programs([reference_program(item) for item in items], SandboxLimits(wall_s=20), workers=2)
+    failures = [(item.id, r.verdict, r.reason) for item, r in zip(items, results, strict=True) if not r.passed]
+    assert failures == []
+    assert len(results) == 164
+
+
+@pytest.mark.realdata
+def test_sandbox_oracle_humaneval_chat_replies_and_wrong_bodies(shared_data):
+    """A chat reply restating the canonical function passes; a wrong body fails (not passed) for every task."""
+    items = load_humaneval(shared_data)[:24]
+    chat = [
+        (item, f"Here you go:\n```python\n{item.prompt}{item.reference}```\nThis works because ...") for item in items
+    ]
+    wrong = [(item, "    return None\n") for item in items]
+    results = run_completions(chat + wrong, SandboxLimits(wall_s=20), workers=2)
+    assert [r.verdict for r in results[: len(items)]] == ["passed"] * len(items)
+    assert all(r.verdict in ("failed", "error") for r in results[len(items) :])
+    assert build_program(items[0], chat[0][1]).count("def has_close_elements") == 2  # prompt stub, then the reply
+
+
+@pytest.mark.realdata
+def test_sandbox_oracle_mbpp_sanitized_canonical_solutions_all_pass(shared_data):
+    items = load_mbpp(shared_data, split="all")
+    results = run_programs([reference_program(item) for item in items], SandboxLimits(wall_s=20), workers=2)
+    failures = [(item.id, r.verdict, r.reason) for item, r in zip(items, results, strict=True) if not r.passed]
+    assert failures == []
+    assert len(results) == 427
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_sandbox_oracle_mbpp_full_canonical_solutions_all_pass(shared_data):
+    items = load_mbpp(shared_data, variant="full", split="all")
+    results = run_programs([reference_program(item) for item in items], SandboxLimits(wall_s=20), workers=2)
+    failures = [(item.id, r.verdict, r.reason) for item, r in zip(items, results, strict=True) if not r.passed]
+    assert failures == []
+    assert len(results) == 974
