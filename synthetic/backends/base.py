@@ -76,3 +76,32 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]: ...
 
     def close(self) -> None: ...
+
+
+def with_reasoning_switch(messages: Sequence[dict[str, str]], thinking: bool | None) -> list[dict[str, str]]:
+    """The conversation with the reasoning mode a request asks for, written the Nano 2 way.
+
+    `thinking=None` keeps the conversation's own `/think` / `/no_think`. Otherwise, when the conversation does not
+    already select that mode, the switch is appended to the last user message: the last switch wins in the Nano 2
+    template, and Qwen3-style servers read the same soft switches.
+    """
+    from model.tokenizer import NO_THINK_SWITCH, THINK_SWITCH, reasoning_mode
+
+    out = [dict(m) for m in messages]
+    if thinking is None or reasoning_mode(out) == thinking:
+        return out
+    switch = THINK_SWITCH if thinking else NO_THINK_SWITCH
+    last_user = max((i for i, m in enumerate(out) if m["role"] == "user"), default=None)
+    if last_user is None:
+        if out and out[0]["role"] == "system":
+            out[0]["content"] = f"{out[0]['content']}\n{switch}".strip()
+        else:
+            out.insert(0, {"role": "system", "content": switch})
+    else:
+        out[last_user]["content"] = f"{out[last_user]['content']}\n{switch}"
+    return out
+
+
+def error_response(request: GenerationRequest, error: str, attempts: int = 1) -> GenerationResponse:
+    """The response of a request that failed: no texts, the reason recorded."""
+    return GenerationResponse(key=request.key, texts=[], error=error, attempts=attempts)
