@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from evals.throughput import ForeignCpu
 from model.configs import HybridConfig, place_attention, to_hf_config
 from model.fast_decode import FastDecoder, per_token_times
 from model.size import param_breakdown
@@ -110,39 +111,6 @@ def warm_up(models: dict[str, torch.nn.Module], compile: bool) -> float:
         fast_tokens_per_s(model, 16, 8, compile)
         generate_tokens_per_s(model, 16, 4)
     return time.perf_counter() - start
-
-
-class ForeignCpu:
-    """Share of the machine's CPU time used by *other* processes since `start()` (Linux /proc; None elsewhere).
-
-    This machine is shared: another job on one of the 2 cores stalls every 2-thread op here, so each row of the
-    table says how busy the rest of the machine was while it ran.
-    """
-
-    def __init__(self) -> None:
-        self._start: tuple[int, int, int] | None = None
-
-    @staticmethod
-    def _sample() -> tuple[int, int, int] | None:
-        try:
-            with open("/proc/stat") as f:
-                values = [int(v) for v in f.readline().split()[1:9]]
-            with open("/proc/self/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        busy = sum(values) - values[3] - values[4]  # all but idle and iowait
-        return busy, sum(values), int(fields[11]) + int(fields[12])  # machine busy, machine total, ours
-
-    def start(self) -> None:
-        self._start = self._sample()
-
-    def percent(self) -> float | None:
-        end = self._sample()
-        if self._start is None or end is None or end[1] <= self._start[1]:
-            return None
-        busy, total, ours = (e - s for e, s in zip(end, self._start, strict=True))
-        return max(0.0, 100.0 * (busy - ours) / total)
 
 
 def fmt(value: float | None, spec: str = ".1f", missing: str = "-", suffix: str = "") -> str:
