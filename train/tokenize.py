@@ -1,0 +1,354 @@
+"""Documents -> token shards (`nano2 train tokenize`): Megatron .bin/.idx per file, a `tokens` manifest per artifact.
+
+Each INPUT is an artifact directory of Parquet/JSONL documents (curated/ or synthetic/ output). Its shards land at
+the same place under OUT relative to `--data-root`, key=value partitions included, so a mixture spec written against
+the curated data root (`curated/web/level=medium`) resolves unchanged against the tokenized one: the manifest's
+`stats.by` carries the token count of every partition, which is what `mixtures.sources.read_source_tokens` reads.
+
+Rows become text by one rule:
+- a row with the text field (`text` by default) is that text;
+- a chat row (`messages`, the last one the assistant target) is `chat_training_text`: the prompt rendered with the
+  chat template and generation prompt, then the target (its leading "<think>\\n" dropped for reasoning-on rows, since
+  the prompt already ends with it), then "\\n<SPECIAL_12>\\n";
+- a preference row (`messages` holding only the prompt, plus `chosen`/`rejected`) trains on `chosen`.
+Every document ends with EOS, so documents packed into one training sequence stay separated. Rows without usable
+text are dropped and counted by reason (`extra.dropped` in the manifest); nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.tokenizer import THINK_START, TURN_END, load_tokenizer, reasoning_mode, render_chat
+from nano2.errors import Nano2Error
+from nano2.manifest import (
+    MANIFEST_NAME,
+    OutputStats,
+    Stats,
+    current_command,
+    find_manifest,
+    hash_file,
+    input_ref,
+    write_manifest,
+)
+from train.indexed import IndexedShardWriter, token_dtype_for_vocab
+
+DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".ndjson")
+EOS_TOKEN = "</s>"
+ENCODE_BATCH = 512
+SKIPPED_DIRS = ("decisions",)
+
+
+def chat_training_text(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """(prompt, target) of one chat row: the training text is prompt + target, and the loss belongs to the target.
+
+    The prompt is `render_chat(messages[:-1], add_generation_prompt=True)`; the target is the last (assistant)
+    message, without the leading "<think>\\n" the prompt already ends with when reasoning is on, followed by
+    "\\n<SPECIAL_12>\\n" (the end-of-turn the template writes after an assistant message).
+    """
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence) or len(messages) < 2:
+        raise Nano2Error("a chat row needs at least a prompt message and the assistant target")
+    last = messages[-1]
+    if not isinstance(last, Mapping) or last.get("role") != "assistant" or not isinstance(last.get("content"), str):
+        raise Nano2Error("the last message of a chat row must be the assistant target (a string)")
+    prompt_messages = list(messages[:-1])
+    prompt = render_chat(prompt_messages, add_generation_prompt=True)
+    target = last["content"]
+    if reasoning_mode(prompt_messages):
+        target = target.removeprefix(f"{THINK_START}\n").removeprefix(THINK_START)
+    return prompt, f"{target}\n{TURN_END}\n"
+
+
+@dataclass
+class ArtifactReport:
+    """What tokenizing one input artifact wrote."""
+
+    input_dir: Path
+    output_dir: Path
+    files: int = 0
+    documents: int = 0
+    tokens: int = 0
+    chat_rows: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    by: dict[str, dict[str, Stats]] = field(default_factory=dict)
+
+
+def _is_document_file(path: Path) -> bool:
+    return path.name.endswith(DOCUMENT_SUFFIXES) and not path.name.startswith(".")
+
+
+def document_files(artifact_dir: Path, glob: str | None = None) -> list[Path]:
+    """Document files of an artifact: not in decisions/, dot folders or nested artifacts (their own manifest)."""
+    found = []
+    for path in sorted(artifact_dir.glob(glob) if glob else artifact_dir.rglob("*")):
+        if not path.is_file() or not _is_document_file(path):
+            continue
+        rel_dirs = path.relative_to(artifact_dir).parts[:-1]
+        if any(p.startswith(".") or p in SKIPPED_DIRS for p in rel_dirs):
+            continue
+        nested = [artifact_dir.joinpath(*rel_dirs[: i + 1]) for i in range(len(rel_dirs))]
+        if any((d / MANIFEST_NAME).exists() for d in nested):
+            continue
+        found.append(path)
+    return found
+
+
+def _shard_prefix(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(DOCUMENT_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _row_text(row: Mapping[str, Any], text_field: str) -> tuple[str | None, str | None, bool]:
+    """(text, drop reason, is_chat) for one row."""
+    if text_field in row and row[text_field] is not None:
+        value = row[text_field]
+        if not isinstance(value, str):
+            return None, f"{text_field} is not a string", False
+        return (value, None, False) if value.strip() else (None, f"empty {text_field}", False)
+    messages = row.get("messages")
+    if messages is None:
+        return None, f"no {text_field} and no messages", False
+    if isinstance(messages, str):
+        try:
+            messages = json.loads(messages)
+        except ValueError:
+            return None, "messages is not a list of turns", True
+    chosen = row.get("chosen")
+    if isinstance(chosen, str) and chosen.strip():
+        messages = [*messages, {"role": "assistant", "content": chosen}]
+    try:
+        prompt, target = chat_training_text(messages)
+    except Nano2Error as exc:
+        return None, f"bad chat row: {exc}", True
+    return prompt + target, None, True
+
+
+def _parquet_rows(path: Path, text_field: str) -> Iterator[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise Nano2Error(f"{path}: not a readable Parquet file ({exc})") from None
+    names = parquet.schema_arrow.names
+    columns = [c for c in (text_field, "messages", "chosen") if c in names]
+    if text_field not in names and "messages" not in names:
+        raise Nano2Error(f"{path}: no {text_field!r} or 'messages' column (columns: {', '.join(names)})")
+    try:
+        for batch in parquet.iter_batches(columns=columns, batch_size=1024):
+            yield from batch.to_pylist()
+    finally:
+        parquet.close()
+
+
+def _jsonl_rows(path: Path, counter: Counter) -> Iterator[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        for raw in fh:
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                counter["invalid JSON line"] += 1
+                continue
+            if not isinstance(row, dict):
+                counter["JSON line is not an object"] += 1
+                continue
+            yield row
+
+
+def _partition(rel_dirs: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [tuple(p.split("=", 1)) for p in rel_dirs if "=" in p]  # type: ignore[misc]
+
+
+class ShardTokenizer:
+    """A tokenizers.Tokenizer with the EOS id and shard dtype the recipe writes."""
+
+    def __init__(self, path: str | Path, eos_token: str = EOS_TOKEN):
+        self.path = Path(path)
+        self.file = self.path / "tokenizer.json" if self.path.is_dir() else self.path
+        self.tok = load_tokenizer(self.path)
+        eos = self.tok.token_to_id(eos_token)
+        if eos is None:
+            raise Nano2Error(f"{self.file}: the tokenizer has no EOS token {eos_token!r}")
+        self.eos_id = eos
+        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        self.dtype = token_dtype_for_vocab(self.vocab_size)
+
+    def encode_documents(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids of each text followed by EOS (no BOS, no other post-processing)."""
+        encodings = self.tok.encode_batch(texts, add_special_tokens=False)
+        return [np.asarray([*enc.ids, self.eos_id], dtype=np.int64) for enc in encodings]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": str(self.file),
+            "sha256": hash_file(self.file),
+            "vocab_size": self.vocab_size,
+            "eos_id": self.eos_id,
+        }
+
+
+def tokenize_artifact(
+    input_dir: Path,
+    output_dir: Path,
+    tokenizer: ShardTokenizer,
+    text_field: str = "text",
+    glob: str | None = None,
+    overwrite: bool = False,
+    progress=None,
+) -> ArtifactReport:
+    """Tokenize one artifact into `output_dir` (shards mirror the input's layout) and write its `tokens` manifest."""
+    if not input_dir.is_dir():
+        raise Nano2Error(f"{input_dir}: input must be a directory of Parquet/JSONL documents")
+    files = document_files(input_dir, glob)
+    if not files:
+        raise Nano2Error(
+            f"{input_dir}: no document files ({', '.join(DOCUMENT_SUFFIXES)})" + (f" matching {glob!r}" if glob else "")
+        )
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise Nano2Error(f"{output_dir}: already exists; pass --overwrite to replace it")
+        shutil.rmtree(output_dir)
+    report = ArtifactReport(input_dir=input_dir, output_dir=output_dir)
+    by: dict[str, dict[str, Counter]] = {}
+    task = progress.add_task(f"{input_dir.name}", total=len(files)) if progress is not None else None
+    for path in files:
+        rel = path.relative_to(input_dir)
+        writer = IndexedShardWriter(output_dir / rel.parent / _shard_prefix(path), tokenizer.dtype)
+        try:
+            documents, tokens, chat = _tokenize_file(path, writer, tokenizer, text_field, report.dropped)
+        except BaseException:
+            writer.abort()
+            raise
+        shard = writer.close()
+        report.files += 1
+        report.documents += documents
+        report.tokens += tokens
+        report.chat_rows += chat
+        for key, value in _partition(rel.parts[:-1]):
+            group = by.setdefault(key, {}).setdefault(value, Counter())
+            group.update(documents=documents, tokens=tokens, bytes=shard.bin_path.stat().st_size)
+        if task is not None:
+            progress.advance(task)
+    report.by = {
+        key: {value: Stats(**dict(counts)) for value, counts in sorted(groups.items())} for key, groups in by.items()
+    }
+    _write_tokens_manifest(report, tokenizer, text_field, glob)
+    return report
+
+
+def _tokenize_file(
+    path: Path, writer: IndexedShardWriter, tokenizer: ShardTokenizer, text_field: str, dropped: Counter
+) -> tuple[int, int, int]:
+    rows = _parquet_rows(path, text_field) if path.name.endswith(".parquet") else _jsonl_rows(path, dropped)
+    documents = tokens = chat = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        nonlocal documents, tokens
+        for ids in tokenizer.encode_documents(batch):
+            writer.add_document(ids)
+            documents += 1
+            tokens += int(ids.size)
+        batch.clear()
+
+    for row in rows:
+        text, reason, is_chat = _row_text(row, text_field)
+        if text is None:
+            dropped[reason] += 1
+            continue
+        chat += is_chat
+        batch.append(text)
+        if len(batch) >= ENCODE_BATCH:
+            flush()
+    flush()
+    return documents, tokens, chat
+
+
+def _write_tokens_manifest(
+    report: ArtifactReport, tokenizer: ShardTokenizer, text_field: str, glob: str | None
+) -> None:
+    found = find_manifest(report.input_dir)
+    name = f"{found[1].name}-tokens" if found is not None else report.output_dir.name
+    bin_bytes = sum(p.stat().st_size for p in report.output_dir.rglob("*.bin"))
+    write_manifest(
+        report.output_dir,
+        kind="tokens",
+        name=name,
+        command=current_command(),
+        config={"text_field": text_field, "glob": glob, "tokenizer": str(tokenizer.file)},
+        inputs=[input_ref(report.input_dir), input_ref(tokenizer.file)],
+        stats=OutputStats(documents=report.documents, tokens=report.tokens, bytes=bin_bytes, by=report.by),
+        extra={
+            "format": "megatron-indexed",
+            "dtype": np.dtype(tokenizer.dtype).name,
+            "tokenizer": tokenizer.describe(),
+            "files": report.files,
+            "chat_rows": report.chat_rows,
+            "dropped": dict(sorted(report.dropped.items())),
+        },
+    )
+
+
+def output_location(input_dir: Path, data_root: Path, out_root: Path) -> Path:
+    """Where an input's shards go: OUT / (INPUT relative to the data root)."""
+    try:
+        rel = input_dir.resolve().relative_to(data_root.resolve())
+    except ValueError:
+        raise Nano2Error(
+            f"{input_dir}: not under --data-root {data_root}; the output mirrors the input's path relative to it"
+        ) from None
+    return out_root / rel
+
+
+def tokenize_inputs(
+    inputs: Sequence[Path],
+    out_root: Path,
+    tokenizer_path: Path,
+    data_root: Path = Path("."),
+    text_field: str = "text",
+    glob: str | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> list[ArtifactReport]:
+    """Tokenize several artifacts; every location is checked before anything is written."""
+    tokenizer = ShardTokenizer(tokenizer_path)
+    targets = [(Path(i), output_location(Path(i), data_root, out_root)) for i in inputs]
+    for input_dir, output_dir in targets:
+        if not input_dir.is_dir():
+            raise Nano2Error(f"{input_dir}: input must be a directory of Parquet/JSONL documents")
+        if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+            raise Nano2Error(f"{output_dir}: already exists; pass --overwrite to replace it")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nano2.console import make_console
+
+    reports = []
+    with Progress(
+        TextColumn("[bold]tokenize[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=make_console(),
+        disable=not show_progress,
+    ) as progress:
+        for input_dir, output_dir in targets:
+            reports.append(
+                tokenize_artifact(input_dir, output_dir, tokenizer, text_field, glob, overwrite, progress=progress)
+            )
+    return reports
