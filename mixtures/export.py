@@ -13,14 +13,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 from mixtures.plan import Plan
 from mixtures.sources import resolve_source_path
 from mixtures.spec import MixtureSpec
-from nano2.errors import Nano2Error
 
-MEGATRON_INDEX_MAGIC = b"MMIDIDX\x00\x00"
 DEFAULT_PREFIX_TEMPLATE = "{source}/{source}_text_document"
 
 
@@ -32,16 +28,9 @@ class MegatronShard:
 
 def read_megatron_index_tokens(idx_path: str | Path) -> int:
     """Token count of a Megatron .bin/.idx pair, read from the .idx header and sequence lengths."""
-    idx_path = Path(idx_path)
-    with open(idx_path, "rb") as fh:
-        header = fh.read(9 + 8 + 1 + 8 + 8)
-        if header[:9] != MEGATRON_INDEX_MAGIC:
-            raise Nano2Error(f"{idx_path}: not a Megatron index file (bad magic)")
-        sequence_count = int.from_bytes(header[18:26], "little")
-        lengths = np.fromfile(fh, dtype=np.int32, count=sequence_count)
-    if lengths.size != sequence_count:
-        raise Nano2Error(f"{idx_path}: truncated index ({lengths.size} of {sequence_count} sequence lengths)")
-    return int(lengths.sum(dtype=np.int64))
+    from train.indexed import read_index_tokens  # the one reader/writer of the format (train/indexed.py)
+
+    return read_index_tokens(idx_path)
 
 
 def find_megatron_shards(directory: Path) -> list[MegatronShard]:

@@ -30,6 +30,7 @@ from nano2.manifest import MANIFEST_NAME, Manifest, read_manifest
 DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson")
 DATA_SUFFIXES = (*DOCUMENT_SUFFIXES, ".json", ".bin", ".idx", ".safetensors", ".arrow")
 USER_QUERY_DIR = Path(".nano2") / "queries"
+NO_DOCUMENT_KINDS = ("checkpoint", "train-state")  # their .jsonl files are logs (metrics), not documents
 DOCUMENT_COLUMNS = {
     "artifact_id": "VARCHAR", "artifact": "VARCHAR", "partition": "VARCHAR", "source": "VARCHAR", "file": "VARCHAR",
     "doc_id": "VARCHAR", "text": "VARCHAR", "tokens": "BIGINT", "metadata": "JSON",
@@ -135,8 +136,8 @@ class Audit:
                     if owner.manifest.kind == "plan" or fname.endswith("plan.json"):
                         owner.plans.append(str(path))
                     continue
-                if suffix not in DOCUMENT_SUFFIXES:
-                    continue
+                if suffix not in DOCUMENT_SUFFIXES or owner.manifest.kind in NO_DOCUMENT_KINDS:
+                    continue  # e.g. a training run's metrics.jsonl is not a document set
                 fmt = ".parquet" if suffix == ".parquet" else ".jsonl"
                 if owner.manifest.kind == "decisions" or _is_decisions(rel_parts):
                     owner.decisions[fmt].append(str(path))
