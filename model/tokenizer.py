@@ -313,6 +313,26 @@ def render_chat(messages: Sequence[Mapping[str, Any]], add_generation_prompt: bo
     return "".join(out)
 
 
+def chat_training_text(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """(prompt, target) of one chat row: the training text is prompt + target, and the loss belongs to the target.
+
+    The prompt is `render_chat(messages[:-1], add_generation_prompt=True)`; the target is the last (assistant)
+    message, without the leading "<think>\\n" the prompt already ends with when reasoning is on, followed by
+    "\\n<SPECIAL_12>\\n" (the end-of-turn the template writes after an assistant message).
+    """
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence) or len(messages) < 2:
+        raise Nano2Error("a chat row needs at least a prompt message and the assistant target")
+    last = messages[-1]
+    if not isinstance(last, Mapping) or last.get("role") != "assistant" or not isinstance(last.get("content"), str):
+        raise Nano2Error("the last message of a chat row must be the assistant target (a string)")
+    prompt_messages = list(messages[:-1])
+    prompt = render_chat(prompt_messages, add_generation_prompt=True)
+    target = last["content"]
+    if reasoning_mode(prompt_messages):
+        target = target.removeprefix(f"{THINK_START}\n").removeprefix(THINK_START)
+    return prompt, f"{target}\n{TURN_END}\n"
+
+
 # --------------------------------------------------------------------------------------------------- corpora
 
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".txt", ".txt.gz", ".parquet")

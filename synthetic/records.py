@@ -44,20 +44,13 @@ CHAT_SCHEMA = pa.schema(
     ]
 )
 MANIFEST_KIND = "synthetic"
-THINK_OPEN = "<think>\n"
 
 
 def training_text(messages: Sequence[Mapping[str, str]]) -> str:
-    """The contract's training text of a chat row: the rendered prompt turns (their reasoning switch decides the
-    generation prompt), then the target without its leading `<think>\\n` (the prompt already ends in it) and the
-    end-of-turn marker."""
-    from model.tokenizer import TURN_END, reasoning_mode, render_chat
+    """The contract's training text of a chat row (`model.tokenizer.chat_training_text`, prompt + target)."""
+    from model.tokenizer import chat_training_text
 
-    prompt_turns = list(messages[:-1])
-    target = messages[-1]["content"]
-    if reasoning_mode(prompt_turns):
-        target = target.removeprefix(THINK_OPEN)
-    return f"{render_chat(prompt_turns, add_generation_prompt=True)}{target}\n{TURN_END}\n"
+    return "".join(chat_training_text(messages))
 
 
 def chat_row(

@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixtures.sources import read_source_tokens
-from model.tokenizer import load_tokenizer
+from model.tokenizer import chat_training_text, load_tokenizer
 from nano2.errors import Nano2Error
 from nano2.manifest import read_manifest
 from tests.test_train_support import build_corpus, tokenize_corpus, write_jsonl
 from train.indexed import find_shards
-from train.tokenize import chat_training_text, tokenize_inputs
+from train.tokenize import tokenize_inputs
 
 
 @pytest.fixture(scope="module")

@@ -468,9 +468,9 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
 
 def training_text_parts(prompt: Sequence[Mapping[str, str]], target: str) -> tuple[str, str]:
-    """(prompt text, completion text) of the training-text rule (train.tokenize.chat_training_text, the one
+    """(prompt text, completion text) of the training-text rule (model.tokenizer.chat_training_text, the one
     implementation pretraining tokenization uses too)."""
-    from train.tokenize import chat_training_text
+    from model.tokenizer import chat_training_text
 
     return chat_training_text([*prompt, {"role": "assistant", "content": target}])
 
