@@ -27,6 +27,8 @@ DECISIONS_SCHEMA = pa.schema(
 )
 SCORE_KEY = "decision_scores"
 
+DECISIONS_DIR = "decisions"  # below an artifact: drop records, never documents (readers of documents skip it)
+
 
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float | int | str | bool) or value is None:
@@ -47,7 +49,7 @@ class DecisionsWriter(ParquetWriter):
         self.step = step
         self.default_reason = default_reason  # for writers handed documents without a filter_reason
         super().__init__(
-            f"{str(output_folder).rstrip('/')}/decisions",
+            f"{str(output_folder).rstrip('/')}/{DECISIONS_DIR}",
             output_filename=f"{step}/${{rank}}.parquet",
             adapter=_decision_row,
             schema=DECISIONS_SCHEMA,

@@ -352,6 +352,11 @@ def _corpus_kind(path: Path) -> str | None:
     return next((s for s in _SUFFIXES if name.endswith(s)), None)
 
 
+def _skipped(folders: tuple[str, ...]) -> bool:
+    """Hidden folders (run state) and `decisions/` (drop records, not text) inside an artifact are not corpus."""
+    return any(f.startswith(".") or f == "decisions" for f in folders)
+
+
 def _resolve_corpus_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Expand directories and check every file up front, so a typo fails before any training starts."""
     items = [paths] if isinstance(paths, str | Path) else list(paths)
@@ -361,7 +366,11 @@ def _resolve_corpus_files(paths: str | Path | Iterable[str | Path]) -> list[Path
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _corpus_kind(p))
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and _corpus_kind(p) and not _skipped(p.relative_to(path).parts[:-1])
+            )
             if not found:
                 raise Nano2Error(f"{path}: no corpus files ({', '.join(_SUFFIXES)}) in this directory")
             files.extend(found)

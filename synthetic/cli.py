@@ -100,7 +100,7 @@ def preview_cmd(
         if language not in LANGUAGE_NAMES:
             raise Nano2Error(f"--language {language!r}: expected one of {', '.join(sorted(LANGUAGE_NAMES))}")
         messages = load_prompt("translate").messages(False, language=LANGUAGE_NAMES[language], qa=text)
-    elif task == "reasoning_sft":
+    elif task in ("reasoning_sft", "preference"):
         if code_tests:
             messages = load_prompt("reasoning_code").messages(True, problem=text, tests="\n".join(code_tests))
         else:

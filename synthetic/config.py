@@ -3,7 +3,8 @@
 One backend, one output directory, and one section per stage; a stage without `enabled: true` is skipped. Paths
 may use `{shared_data}` (`NANO2_SHARED_DATA`, default `../shared/data`) and are otherwise relative to the current
 directory. Defaults are the paper's figures (paper-facts §3-5): max input/output tokens per rephrasing task,
-15 translation languages, 10% empty traces, 1-2k-token truncation budgets, 1024-token chunks with 10% QA.
+15 translation languages, 10% empty traces, 1-2k-token truncation budgets, 1024-token chunks with 10% QA. The
+preference stage's sampling figures are ours (the paper does not publish them).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from synthetic.backends import BackendConfig
 from synthetic.tasks.rephrase import HIGH_TASKS, LOW_TASKS, REPHRASE_TASKS, TOKEN_LIMITS
 from synthetic.tasks.translate import LANGUAGE_NAMES
 
-STAGES = ("rephrase", "translate", "reasoning", "truncate", "long_context")
+STAGES = ("rephrase", "translate", "reasoning", "preference", "truncate", "long_context")
 
 
 class _Strict(BaseModel):
@@ -135,6 +136,30 @@ class ReasoningConfig(_Strict):
     )
 
 
+class PreferenceConfig(_Strict):
+    """DPO pairs: several samples per verifiable problem, a verified one chosen, a failed one rejected."""
+
+    enabled: bool = False
+    inputs: list[ProblemInput] = Field(default_factory=list)
+    reference_fallback: bool = Field(
+        default=True, description="no sample verified: the reference solution (GSM8K-style traces) is chosen"
+    )
+    code_timeout_s: float = Field(default=10.0, gt=0)
+    settings: GenerationSettings = Field(
+        default_factory=lambda: GenerationSettings(
+            max_input_tokens=4000, max_output_tokens=16000, temperature=0.8, samples=4
+        )
+    )
+
+    @model_validator(mode="after")
+    def _contrast(self) -> PreferenceConfig:
+        if self.settings.samples < 2 and not self.reference_fallback:
+            raise ValueError("settings.samples must be >= 2 to contrast samples (or set reference_fallback: true)")
+        if self.settings.samples > 1 and self.settings.temperature == 0:
+            raise ValueError("settings.temperature must be > 0: greedy samples of one prompt are all the same")
+        return self
+
+
 class TruncateConfig(_Strict):
     enabled: bool = False
     from_reasoning: bool = Field(default=True, description="cut the verified traces of the reasoning stage")
@@ -175,6 +200,7 @@ class SynthConfig(_Strict):
     rephrase: RephraseConfig = Field(default_factory=RephraseConfig)
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
     truncate: TruncateConfig = Field(default_factory=TruncateConfig)
     long_context: LongContextConfig = Field(default_factory=LongContextConfig)
 
@@ -189,7 +215,7 @@ class SynthConfig(_Strict):
             raise ValueError("translate reads the rephrase stage's DiverseQA rows: enable rephrase too")
         if self.truncate.enabled and self.truncate.from_reasoning and not self.reasoning.enabled:
             raise ValueError("truncate.from_reasoning needs the reasoning stage: enable it, or from_reasoning: false")
-        for stage in ("rephrase", "reasoning", "long_context"):
+        for stage in ("rephrase", "reasoning", "preference", "long_context"):
             section = getattr(self, stage)
             if section.enabled and not section.inputs:
                 raise ValueError(f"{stage} is enabled but has no inputs")
@@ -207,6 +233,7 @@ STAGE_DIRS = {
     "rephrase": "rephrase",
     "translate": "translate",
     "reasoning": "reasoning",
+    "preference": "preference",
     "truncate": "truncated",
     "long_context": "long_context",
 }

@@ -8,6 +8,10 @@ the rephrased document for rephrasing tasks, the document with its appended QA f
 translated pairs for translations, and the contract's training text for reasoning rows. `metadata.token_count`
 is that text's length in tokens of the configured tokenizer (what the manifest's stats sum up).
 
+Preference rows (the DPO stage's input) are chat rows of the chosen conversation with `messages` cut to the prompt
+turns, plus `chosen` and `rejected` (assistant strings in the target format); their `text` is the chosen
+conversation's training text, so token counts mean the same as for the other stages.
+
 Files: `<stage dir>/<key>=<value>/part-00000.parquet` (hive partitions by task or language, so a mixture can name
 `synthetic/rephrase/task=diverse_qa`), drops in `<stage dir>/decisions/<task>/*.parquet` (curation's
 decisions schema, so `nano2 audit` counts them), and `manifest.json` (kind `synthetic`, stats by partition, task,
@@ -43,6 +47,7 @@ CHAT_SCHEMA = pa.schema(
         ("text", pa.string()),
     ]
 )
+PREFERENCE_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("chosen", pa.string()), pa.field("rejected", pa.string())])
 MANIFEST_KIND = "synthetic"
 
 
@@ -84,6 +89,40 @@ def chat_row(
     }
 
 
+def preference_row(
+    *,
+    row_id: str,
+    prompt: Sequence[Mapping[str, str]],
+    chosen: str,
+    rejected: str,
+    reasoning: bool,
+    task: str,
+    source_id: str,
+    prompt_version: str,
+    model: str,
+    sampling: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One preference row: `messages` = the prompt turns, `chosen`/`rejected` = the two assistant strings, and
+    `text` = the training text of the chosen conversation (what a chat row of it would hold)."""
+    if not prompt or prompt[-1]["role"] == "assistant":
+        raise ValueError(f"row {row_id}: the prompt turns must not be empty or end with an assistant turn")
+    if not rejected.strip() or chosen == rejected:
+        raise ValueError(f"row {row_id}: rejected must be a non-empty answer different from chosen")
+    row = chat_row(
+        row_id=row_id,
+        messages=[*prompt, {"role": "assistant", "content": chosen}],
+        reasoning=reasoning,
+        task=task,
+        source_id=source_id,
+        prompt_version=prompt_version,
+        model=model,
+        sampling=sampling,
+        metadata=metadata,
+    )
+    return {**row, "messages": row["messages"][:-1], "chosen": chosen, "rejected": rejected}
+
+
 def _check_ours(directory: Path) -> None:
     """Refuse to empty a directory that is not a synthetic stage artifact (a typo in output_dir must not wipe data)."""
     from nano2.errors import Nano2Error
@@ -110,8 +149,16 @@ class StageOutput:
     cache, so a rerun rewrites it completely (and identically).
     """
 
-    def __init__(self, directory: str | Path, partition_key: str, counter: TokenCounter, flush_rows: int = 2048):
+    def __init__(
+        self,
+        directory: str | Path,
+        partition_key: str,
+        counter: TokenCounter,
+        flush_rows: int = 2048,
+        schema: pa.Schema = CHAT_SCHEMA,
+    ):
         self.directory = Path(directory)
+        self.schema = schema
         self.partition_key = partition_key
         self.counter = counter
         self.flush_rows = flush_rows
@@ -153,8 +200,8 @@ class StageOutput:
         if partition not in self._writers:
             folder = self.directory / f"{self.partition_key}={partition}"
             folder.mkdir(parents=True, exist_ok=True)
-            self._writers[partition] = pq.ParquetWriter(folder / "part-00000.parquet", CHAT_SCHEMA)
-        self._writers[partition].write_table(pa.Table.from_pylist(rows, schema=CHAT_SCHEMA))
+            self._writers[partition] = pq.ParquetWriter(folder / "part-00000.parquet", self.schema)
+        self._writers[partition].write_table(pa.Table.from_pylist(rows, schema=self.schema))
 
     # ------------------------------------------------------------------------------------------- drops
     def drop(

@@ -18,6 +18,7 @@ exactly the rows an uninterrupted run writes, re-sending only requests that were
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections import Counter
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from nano2.errors import Nano2Error
 from nano2.manifest import MANIFEST_NAME, InputRef, Manifest, content_hash, input_ref, read_manifest
 from synthetic.backends import Backend, BackendConfig, GenerationRequest, GenerationResponse, Sampling, make_backend
@@ -33,8 +36,9 @@ from synthetic.cache import RequestCache, request_key
 from synthetic.config import GenerationSettings, ProblemInput, SynthConfig
 from synthetic.inputs import SourceDoc, iter_documents, iter_problems
 from synthetic.prompting import Prompt, load_prompt
-from synthetic.records import StageOutput, chat_row, iter_rows
+from synthetic.records import CHAT_SCHEMA, PREFERENCE_SCHEMA, StageOutput, chat_row, iter_rows, preference_row
 from synthetic.tasks import long_context as lc
+from synthetic.tasks import preference as pf
 from synthetic.tasks import reasoning as rs
 from synthetic.tasks import rephrase as rp
 from synthetic.tasks import translate as tr
@@ -221,8 +225,8 @@ class StageContext:
     def model(self) -> str:
         return self.generator.model
 
-    def output(self, stage: str, partition_key: str) -> StageOutput:
-        return StageOutput(self.cfg.stage_dir(stage), partition_key, self.counter)
+    def output(self, stage: str, partition_key: str, schema: pa.Schema = CHAT_SCHEMA) -> StageOutput:
+        return StageOutput(self.cfg.stage_dir(stage), partition_key, self.counter, schema=schema)
 
     def finish(self, out: StageOutput, stage: str, inputs: list[InputRef], before: RequestStats, **extra) -> Manifest:
         now = self.generator.stats.as_dict()
@@ -423,7 +427,39 @@ def _reference(problem: SourceDoc, spec: ProblemInput) -> str | None:
     return rs.gsm8k_gold(str(raw)) if spec.answer_format == "gsm8k" else str(raw).strip() or None
 
 
-def _problem_job(problem: SourceDoc, spec: ProblemInput, seed: int, settings: GenerationSettings, sample: int) -> Job:
+def _reference_solution(problem: SourceDoc, spec: ProblemInput) -> tuple[str, str] | None:
+    """A GSM8K-style reference solution as (trace, `\\boxed{gold}`): real reasoning text with its checked answer."""
+    solution = str(problem.metadata.get(spec.answer_key or "") or "")
+    trace = rs.gsm8k_trace(solution)
+    gold = rs.gsm8k_gold(solution)
+    return None if trace is None or gold is None else (trace[0], f"\\boxed{{{gold}}}")
+
+
+def _problem_drop(problem: SourceDoc, spec: ProblemInput) -> str | None:
+    """Why a problem cannot be asked (nothing to verify an answer against), or None."""
+    if not problem.text.strip():
+        return "empty_problem"
+    if spec.kind == "math" and _reference(problem, spec) is None:
+        return "no_reference_answer"
+    if spec.kind == "code" and not _tests(problem.metadata.get(spec.tests_key or "")):
+        return "no_tests"
+    return None
+
+
+def _verify_answer(payload: dict[str, Any], answer: str, code_timeout_s: float) -> Parsed:
+    if payload["kind"] == "math":
+        return rs.verify_math(answer, payload["reference"])
+    return rs.verify_code(answer, payload["tests"], payload["setup"], code_timeout_s)
+
+
+def _problem_job(
+    problem: SourceDoc,
+    spec: ProblemInput,
+    seed: int,
+    settings: GenerationSettings,
+    sample: int,
+    task: str = "reasoning_sft",
+) -> Job:
     if spec.kind == "math":
         prompt = load_prompt("reasoning_math")
         fields = {"problem": problem.text.strip()}
@@ -435,7 +471,7 @@ def _problem_job(problem: SourceDoc, spec: ProblemInput, seed: int, settings: Ge
         setup = str(problem.metadata.get(spec.setup_key or "") or "") if spec.setup_key else ""
         payload = {"tests": tests, "setup": setup}
     return Job(
-        task="reasoning_sft",
+        task=task,
         source_id=problem.id,
         sample_index=sample,
         prompt=prompt,
@@ -454,14 +490,9 @@ def run_reasoning(ctx: StageContext) -> Manifest:
     def jobs() -> Iterator[Job]:
         for spec in cfg.inputs:
             for problem in unique(iter_problems(spec)):
-                if not problem.text.strip():
-                    out.drop("reasoning_sft", problem.id, "empty_problem")
-                    continue
-                if spec.kind == "math" and _reference(problem, spec) is None:
-                    out.drop("reasoning_sft", problem.id, "no_reference_answer")
-                    continue
-                if spec.kind == "code" and not _tests(problem.metadata.get(spec.tests_key or "")):
-                    out.drop("reasoning_sft", problem.id, "no_tests")
+                reason = _problem_drop(problem, spec)
+                if reason is not None:
+                    out.drop("reasoning_sft", problem.id, reason)
                     continue
                 for sample in range(cfg.settings.samples):
                     yield _problem_job(problem, spec, ctx.cfg.seed, cfg.settings, sample)
@@ -469,11 +500,7 @@ def run_reasoning(ctx: StageContext) -> Manifest:
     for job, response in ctx.generator.run(jobs()):
         parsed = answer_problem(response, cfg.settings) or rs.split_reasoning(response.texts[0])
         if parsed.ok:
-            trace, answer = parsed.value
-            if job.payload["kind"] == "math":
-                verdict = rs.verify_math(answer, job.payload["reference"])
-            else:
-                verdict = rs.verify_code(answer, job.payload["tests"], job.payload["setup"], cfg.code_timeout_s)
+            verdict = _verify_answer(job.payload, parsed.value[1], cfg.code_timeout_s)
             parsed = verdict if not verdict.ok else parsed
         if not parsed.ok:
             out.drop("reasoning_sft", f"{job.source_id}/{job.sample_index}", parsed.drop or "", parsed.details)
@@ -507,6 +534,89 @@ def run_reasoning(ctx: StageContext) -> Manifest:
     return ctx.finish(out, "reasoning", _refs(s.path for s in cfg.inputs), before)
 
 
+# ------------------------------------------------------------------------------------------------ preference
+
+
+def run_preference(ctx: StageContext) -> Manifest:
+    """DPO pairs: `samples` completions per problem, each verified; chosen = the first verified (or the reference
+    solution when none is and `reference_fallback` is on), rejected = the first failed. One row or one counted drop
+    per problem."""
+    cfg = ctx.cfg.preference
+    before = _snapshot(ctx.generator.stats)
+    out = ctx.output("preference", "task", schema=PREFERENCE_SCHEMA)
+    verdicts_seen: Counter[str] = Counter()
+    origins: Counter[str] = Counter()
+
+    def jobs() -> Iterator[Job]:
+        for spec_index, spec in enumerate(cfg.inputs):
+            for problem in unique(iter_problems(spec)):
+                reason = _problem_drop(problem, spec)
+                if reason is not None:
+                    out.drop("preference", problem.id, reason)
+                    continue
+                reference = _reference_solution(problem, spec) if spec.kind == "math" else None
+                for sample in range(cfg.settings.samples):
+                    job = _problem_job(problem, spec, ctx.cfg.seed, cfg.settings, sample, task="preference")
+                    job.payload.update(group=(spec_index, problem.id), reference_solution=reference)
+                    yield job
+
+    answered = ctx.generator.run(jobs())
+    for _, group in itertools.groupby(answered, key=lambda pair: pair[0].payload["group"]):
+        samples = list(group)
+        first: Job = samples[0][0]
+        verdicts = []
+        for job, response in samples:
+            unusable = answer_problem(response, cfg.settings)
+            if unusable is not None:
+                verdicts.append(pf.unusable_sample(job.sample_index, unusable.drop or ""))
+                continue
+            verify = functools.partial(_verify_answer, job.payload, code_timeout_s=cfg.code_timeout_s)
+            verdicts.append(pf.judge_sample(job.sample_index, response.texts[0], verify))
+        verdicts_seen.update(v.reason for v in verdicts)
+        solution = first.payload["reference_solution"] if cfg.reference_fallback else None
+        pair = pf.choose_pair(verdicts, rs.reasoning_target(*solution) if solution else None)
+        if not pair.ok:
+            details = {**pair.details, "reference_solution": solution is not None}
+            out.drop("preference", first.source_id, pair.drop or "", details)
+            continue
+        picked: pf.PreferencePair = pair.value
+        origins[picked.chosen_origin] += 1
+        out.add(
+            preference_row(
+                row_id=f"preference/{first.source_id}",
+                prompt=first.messages,
+                chosen=picked.chosen,
+                rejected=picked.rejected,
+                reasoning=True,
+                task="preference",
+                source_id=first.source_id,
+                prompt_version=first.prompt.tag,
+                model=ctx.model,
+                sampling=first.sampling.to_dict(),  # sample i used seed + i
+                metadata={
+                    "kind": first.payload["kind"],
+                    "reference": first.payload.get("reference"),
+                    "chosen_origin": picked.chosen_origin,
+                    "chosen_sample": picked.chosen_sample,
+                    "rejected_sample": picked.rejected_sample,
+                    "rejected_reason": picked.rejected_reason,
+                    "sample_verdicts": [v.reason for v in sorted(verdicts, key=lambda v: v.index)],
+                    "chosen_tokens": ctx.counter.count(picked.chosen),
+                    "rejected_tokens": ctx.counter.count(picked.rejected),
+                },
+            ),
+            partition="preference",
+        )
+    return ctx.finish(
+        out,
+        "preference",
+        _refs(s.path for s in cfg.inputs),
+        before,
+        sample_verdicts=dict(sorted(verdicts_seen.items())),
+        chosen_origin=dict(sorted(origins.items())),
+    )
+
+
 # ------------------------------------------------------------------------------------------------ truncate
 
 
@@ -532,15 +642,14 @@ def run_truncate(ctx: StageContext) -> Manifest:
                     yield row["id"], row["messages"][:-1], *split, origin
         for spec in cfg.gold_inputs:
             for problem in iter_problems(spec):
-                solution = rs.gsm8k_trace(str(problem.metadata.get(spec.answer_key or "") or ""))
+                solution = _reference_solution(problem, spec)
                 if solution is None or not problem.text.strip():
                     out.drop("truncate_traces", problem.id, "no_reference_solution")
                     continue
-                gold = rs.gsm8k_gold(str(problem.metadata[spec.answer_key or ""]))
                 origin = {"origin": "reference_solution", "model": REFERENCE_MODEL, "sampling": "{}",
                           "prompt": prompt.tag}  # fmt: skip
                 messages = prompt.messages(True, problem=problem.text.strip())
-                yield problem.id, messages, solution[0], f"\\boxed{{{gold}}}", origin
+                yield problem.id, messages, *solution, origin
 
     for source_id, prompt_turns, trace, answer, origin in sources():
         if not tt.gets_truncated(cfg.share, ctx.cfg.seed, source_id):
@@ -655,6 +764,7 @@ STAGE_RUNNERS: dict[str, Callable[[StageContext], Manifest]] = {
     "rephrase": run_rephrase,
     "translate": run_translate,
     "reasoning": run_reasoning,
+    "preference": run_preference,
     "truncate": run_truncate,
     "long_context": run_long_context,
 }

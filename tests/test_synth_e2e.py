@@ -34,7 +34,8 @@ KNOWN_DROPS = {
     "copied_input", "repetitive_output", "no_bullets", "text_outside_list", "duplicate_bullets", "unclosed_think",
     "nested_think", "empty_trace", "no_final_answer", "wrong_answer", "answer_unparseable", "no_code_block",
     "tests_failed", "no_valid_qa", "document_too_short", "no_quality_bucket", "within_budget",
-    "no_line_boundary_within_budget", "duplicate_questions",
+    "no_line_boundary_within_budget", "duplicate_questions", "no_usable_samples", "no_chosen", "no_rejected",
+    "chosen_equals_rejected",
 }  # fmt: skip
 
 
@@ -52,6 +53,9 @@ def tiny_config(shared_data: Path, tmp_path: Path, checkpoint: Path) -> Path:
     cfg["reasoning"]["inputs"][0]["limit"] = 1
     cfg["reasoning"]["inputs"][1]["limit"] = 1
     cfg["reasoning"]["settings"]["max_output_tokens"] = 4
+    cfg["preference"]["inputs"][0]["limit"] = 1
+    cfg["preference"]["inputs"][1]["limit"] = 1
+    cfg["preference"]["settings"]["max_output_tokens"] = 4
     cfg["truncate"]["gold_inputs"][0]["limit"] = 20
     cfg["long_context"].update(inputs=[{"path": str(curated), "limit": 2}], min_document_tokens=40, chunk_tokens=64,
                                max_documents=1)  # fmt: skip
@@ -67,9 +71,10 @@ def test_tiny_config_end_to_end_with_the_local_backend(shared_data, tmp_path, ti
     assert result.code == 0, result.err
     out = tmp_path / "synthetic"
     manifests = {d.name: read_manifest(d) for d in out.iterdir() if (d / "manifest.json").exists()}
-    assert set(manifests) == {"rephrase", "translate", "reasoning", "truncated", "long_context"}
+    assert set(manifests) == {"rephrase", "translate", "reasoning", "preference", "truncated", "long_context"}
     requests = {name: m.extra["requests"] for name, m in manifests.items()}
     assert requests["rephrase"]["sent"] == 5 and requests["reasoning"]["sent"] == 2
+    assert requests["preference"]["sent"] == 8  # 2 problems x 4 samples
     assert requests["long_context"]["sent"] >= 1 and requests["truncated"]["jobs"] == 0
     for name, m in manifests.items():
         assert m.kind == "synthetic" and m.extra["backend"]["kind"] == "local"
@@ -78,6 +83,8 @@ def test_tiny_config_end_to_end_with_the_local_backend(shared_data, tmp_path, ti
         dropped = sum(n for task, reasons in m.extra["drops"].items() if task != "routing" for n in reasons.values())
         if name in ("rephrase", "reasoning"):
             assert m.stats.documents + dropped == requests[name]["jobs"]  # every request: a row or a counted drop
+        if name == "preference":
+            assert m.stats.documents + dropped == 2  # every problem: a row or a counted drop
     assert manifests["translate"].extra["requests"]["jobs"] == 0 or manifests["rephrase"].stats.by["task"].get(
         "diverse_qa"
     )

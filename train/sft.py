@@ -135,14 +135,21 @@ def check_output_dir(out: Path, inputs: Sequence[Path], config_path: str | Path 
 
 
 def parquet_files(paths: Sequence[Path], config_path: str | Path | None, field_name: str) -> list[Path]:
-    """Expand directories into their *.parquet files; a missing path or an empty directory is a ConfigError."""
+    """Expand directories into their *.parquet files (not drop records in decisions/ or dot folders); a missing path or
+    an empty directory is a ConfigError."""
+    from curation.decisions import DECISIONS_DIR
+
     if not paths:
         raise ConfigError(config_path, field_name, "no data paths given")
     files: list[Path] = []
     for i, path in enumerate(paths):
         where = f"{field_name}[{i}]"
         if path.is_dir():
-            found = sorted(path.rglob("*.parquet"))
+            found = sorted(
+                p
+                for p in path.rglob("*.parquet")
+                if not any(d == DECISIONS_DIR or d.startswith(".") for d in p.relative_to(path).parts[:-1])
+            )
             if not found:
                 raise ConfigError(config_path, where, f"{path}: no .parquet files in this directory")
             files.extend(found)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from curation.decisions import DECISIONS_DIR
 from model.tokenizer import chat_training_text, load_tokenizer
 from nano2.errors import Nano2Error
 from nano2.manifest import (
@@ -45,7 +46,7 @@ from train.indexed import IndexedShardWriter, token_dtype_for_vocab
 DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".ndjson")
 EOS_TOKEN = "</s>"
 ENCODE_BATCH = 512
-SKIPPED_DIRS = ("decisions",)
+SKIPPED_DIRS = (DECISIONS_DIR,)
 
 
 @dataclass

@@ -5,6 +5,7 @@ Tasks and the prompt each one renders (`synthetic/prompts/<prompt>.yaml`):
     diverse_qa, distill, extract_knowledge, knowledge_list, wiki_paraphrase   rephrasing of crawl (rephrase.py)
     translate                                                                 DiverseQA -> 15 languages (translate.py)
     reasoning_sft        reasoning_math / reasoning_code                      verified traces (reasoning.py)
+    preference           reasoning_math / reasoning_code                      DPO pairs (preference.py)
     truncate_traces      (no prompt: cuts verified traces)                    budget-control rows (truncate.py)
     long_context_qa                                                           chunk QA appended (long_context.py)
 """
@@ -17,6 +18,7 @@ TASK_PROMPTS: dict[str, tuple[str, ...]] = {
     **{task: (task,) for task in REPHRASE_TASKS},
     "translate": ("translate",),
     "reasoning_sft": ("reasoning_math", "reasoning_code"),
+    "preference": ("reasoning_math", "reasoning_code"),
     "truncate_traces": (),
     "long_context_qa": ("long_context_qa",),
 }
