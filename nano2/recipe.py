@@ -63,6 +63,10 @@ class StageSpec(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     help: str = ""
     run: list[str] = Field(min_length=1, description="nano2 arguments, e.g. [train, pretrain, '{config}']")
+    launch: list[str] = Field(
+        default_factory=list,
+        description="runs `-m nano2.cli ...` instead of this Python, e.g. [torchrun, --nproc_per_node, '8']",
+    )
     config: str | None = Field(None, description="config file copied into the run with `overrides` applied")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys -> values, merged into config")
     after: list[str] = Field(default_factory=list, description="stages whose outputs this one reads")
@@ -268,7 +272,8 @@ class Runner:
 
     def command(self, stage: StageSpec) -> list[str]:
         args = fill_any(stage.run, self.values(stage), f"{stage.name}.run")
-        return [self.python, "-m", "nano2.cli", *args]
+        launcher = fill_any(stage.launch, self.values(stage), f"{stage.name}.launch") or [self.python]
+        return [*launcher, "-m", "nano2.cli", *args]
 
     def fingerprint(self, stage: StageSpec) -> str:
         digest = hashlib.sha256()
