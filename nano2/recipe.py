@@ -34,7 +34,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from nano2.config import load_yaml_model, read_yaml
+from nano2.config import load_yaml_model, read_yaml, validate_model
 from nano2.errors import ConfigError, Nano2Error
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,6 +92,9 @@ class Recipe(BaseModel):
     scale: Literal["micro", "tiny", "full"] = "tiny"
     run_dir: str
     variables: dict[str, str] = Field(default_factory=dict, description="extra {name} placeholders")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment of every stage's process (not part of fingerprints)"
+    )
     stages: list[StageSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -115,7 +118,44 @@ class Recipe(BaseModel):
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    return load_yaml_model(path, Recipe)
+    """Load a recipe; one with `extends: other.yaml` starts from that recipe and patches stages by name."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return load_yaml_model(path, Recipe)
+    return validate_model(_extend(raw, path), Recipe, path)
+
+
+def _extend(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`extends` + `patch: {stage: {field: value, overrides: {...}}}`; `overrides` are merged, other fields replaced."""
+    base_path = (path.parent / raw["extends"]).resolve()
+    base = read_yaml(base_path)
+    if not isinstance(base, dict):
+        raise ConfigError(base_path, None, "expected a recipe mapping")
+    if "extends" in base:
+        base = _extend(base, base_path)
+    merged = {k: v for k, v in base.items() if k != "stages"}
+    merged.update({k: v for k, v in raw.items() if k not in ("extends", "patch")})
+    patch = raw.get("patch") or {}
+    if not isinstance(patch, dict):
+        raise ConfigError(path, "patch", "expected a mapping of stage name -> fields")
+    stages = deepcopy(base.get("stages") or [])
+    names = [s.get("name") for s in stages if isinstance(s, dict)]
+    for name, fields in patch.items():
+        if name not in names:
+            raise ConfigError(
+                path, f"patch.{name}", f"no stage {name!r} in {base_path.name}; stages: {', '.join(names)}"
+            )
+        if not isinstance(fields, dict):
+            raise ConfigError(path, f"patch.{name}", "expected a mapping of stage fields")
+        stage = stages[names.index(name)]
+        for key, value in fields.items():
+            if key == "overrides":
+                stage["overrides"] = {**(stage.get("overrides") or {}), **(value or {})}
+            else:
+                stage[key] = value
+    merged["stages"] = stages
+    return merged
 
 
 # --------------------------------------------------------------------------------------------------- templating
@@ -312,6 +352,20 @@ class Runner:
             return {name: i >= names.index(start) for i, name in enumerate(names)}
         return {name: False for name in names}
 
+    def would_run(self) -> dict[str, bool]:
+        """For every stage, whether a plain `nano2 run` would run it now (nothing is run)."""
+        out = {}
+        for stage in self.recipe.stages:
+            self.fingerprints[stage.name] = fingerprint = self.fingerprint(stage)
+            state = self.read_state(stage) or {}
+            cached = (
+                state.get("status") == "done"
+                and state.get("fingerprint") == fingerprint
+                and all(p.exists() for p in self.outputs(stage))
+            )
+            out[stage.name] = not cached and not self.missing_requirements(stage)
+        return out
+
     def run(
         self,
         only: list[str] | None = None,
@@ -370,7 +424,12 @@ class Runner:
         log = self.log_path(stage)
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command(stage)
-        env = {**os.environ, "NANO2_RUN_DIR": str(self.run_dir), "NANO2_SHARED_DATA": str(shared_data_dir())}
+        env = {
+            **os.environ,
+            **fill_any(self.recipe.env, self.values(stage), "env"),
+            "NANO2_RUN_DIR": str(self.run_dir),
+            "NANO2_SHARED_DATA": str(shared_data_dir()),
+        }
         self._write_state(stage, fingerprint, "running", 0.0, command=cmd)
         t0 = time.time()
         with log.open("w") as out:
