@@ -197,7 +197,8 @@ def tokenize_artifact(
     if not input_dir.is_dir():
         raise Nano2Error(f"{input_dir}: input must be a directory of Parquet/JSONL documents")
     files = document_files(input_dir, glob)
-    if not files:
+    # an artifact that kept nothing is fine (zero tokens); a folder without a manifest or documents is a typo
+    if not files and not (input_dir / MANIFEST_NAME).exists():
         raise Nano2Error(
             f"{input_dir}: no document files ({', '.join(DOCUMENT_SUFFIXES)})" + (f" matching {glob!r}" if glob else "")
         )
@@ -206,6 +207,7 @@ def tokenize_artifact(
             raise Nano2Error(f"{output_dir}: already exists; pass --overwrite to replace it")
         shutil.rmtree(output_dir)
     report = ArtifactReport(input_dir=input_dir, output_dir=output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     by: dict[str, dict[str, Counter]] = {}
     task = progress.add_task(f"{input_dir.name}", total=len(files)) if progress is not None else None
     for path in files:
