@@ -1,0 +1,93 @@
+"""The whole recipe end to end (recipes/micro.yaml: every stage of tiny.yaml, cut to seconds), then its cache,
+its report and the audit questions a user asks of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nano2.audit import Audit
+from nano2.recipe import REPO, Runner, load_recipe
+
+MICRO = REPO / "recipes" / "micro.yaml"
+TINY = REPO / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def micro_run(shared_data, tmp_path_factory) -> tuple[Runner, list]:
+    run_dir = tmp_path_factory.mktemp("micro") / "run"
+    runner = Runner(load_recipe(MICRO), MICRO, run_dir=run_dir)
+    results = runner.run()
+    return runner, results
+
+
+@pytest.mark.realdata
+def test_micro_recipe_runs_every_stage(micro_run):
+    runner, results = micro_run
+    assert [r.status for r in results] == ["ran"] * len(runner.recipe.stages), [(r.name, r.note) for r in results]
+    summary = json.loads((runner.run_dir / ".recipe" / "last_run.json").read_text())
+    assert summary["failed"] is None and summary["wall_seconds"] > 0
+    child = json.loads((runner.run_dir / "compress" / "child" / "manifest.json").read_text())
+    assert child["kind"] == "checkpoint"
+    for run in ("parent", "child"):
+        summary = json.loads(next((runner.run_dir / "evals" / run).rglob("summary.json")).read_text())
+        assert {b["name"] for b in summary["benchmarks"]} >= {"gsm8k", "humaneval", "ifeval"} or summary["benchmarks"]
+
+
+@pytest.mark.realdata
+def test_second_run_skips_every_stage(micro_run):
+    runner, _ = micro_run
+    again = Runner(load_recipe(MICRO), MICRO, run_dir=runner.run_dir).run()
+    assert {r.status for r in again} == {"skipped"}
+
+
+@pytest.mark.realdata
+def test_editing_a_mixture_weight_reruns_only_what_depends_on_it(micro_run, tmp_path):
+    runner, _ = micro_run
+    recipe = yaml.safe_load(MICRO.read_text())
+    recipe["extends"] = str(TINY)
+    recipe["patch"]["plan"]["overrides"]["phases.2.weights"] = {
+        "crawl-medium": 0.05, "crawl-high": 0.35, "multilingual": 0.10, "syn-crawl-high": 0.05, "code": 0.20,
+        "reasoning-sft": 0.25,
+    }  # fmt: skip
+    edited = tmp_path / "micro-edited.yaml"
+    edited.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    would = Runner(load_recipe(edited), edited, run_dir=runner.run_dir).would_run()
+    upstream = {"curate-web", "curate-code", "tokenizer", "teacher-data", "teacher-init", "teacher", "synthesize",
+                "tokenize", "plan-long"}  # fmt: skip
+    assert {name for name, run in would.items() if not run} == upstream
+    assert would["plan"] and would["pretrain"] and would["distill"] and would["report"]
+
+
+@pytest.mark.realdata
+def test_audit_answers_the_run_questions(micro_run):
+    runner, _ = micro_run
+    audit = Audit(runner.run_dir)
+    saved = audit.saved_queries()
+    realised = audit.query(saved["70_plan_vs_realised"].read_text()).fetchall()
+    assert realised, "no planned-vs-realised rows"
+    columns = audit.query(saved["70_plan_vs_realised"].read_text()).columns
+    status = columns.index("status")
+    assert {row[status] for row in realised} == {"ok"}
+    drops = audit.query(saved["30_drop_reasons"].read_text()).fetchall()
+    assert {row[0] for row in drops} >= {"heuristics", "code_license"}
+    lineage = audit.query(saved["80_checkpoint_lineage"].read_text()).fetchall()
+    paths = {row[3] for row in lineage}
+    assert any(p.startswith("data/curated/web") for p in paths), paths
+    assert any(p.startswith("data/curated/code") for p in paths), paths
+
+
+@pytest.mark.realdata
+def test_report_of_the_run(micro_run):
+    runner, _ = micro_run
+    md = (runner.run_dir / "report" / "report.md").read_text()
+    for title in ("Stages and wall time", "Data funnel", "License mix", "Mixture per phase", "Training curves",
+                  "Pruning", "Evaluations", "Lineage"):  # fmt: skip
+        assert f"## {title}" in md
+    assert "_no " not in md.split("## Audit warnings")[0], "a section of the report found nothing in the run"
+    html = (runner.run_dir / "report" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 6
+    assert Path(runner.run_dir / "report" / "figures").is_dir()
