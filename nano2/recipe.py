@@ -341,16 +341,17 @@ class Runner:
 
     # -- running --------------------------------------------------------------------------------------------
 
-    def plan(self, only: list[str] | None = None, start: str | None = None) -> dict[str, bool]:
-        """Which stages are forced to run (True) or may be skipped when cached (False); absent = not selected."""
+    def plan(self, only: list[str] | None = None, start: str | None = None) -> dict[str, str]:
+        """Each selected stage's mode: "force" (run it), "cache" (run unless cached) or "reuse" (before --from: keep
+        its finished outputs even if its code or inputs changed since); stages absent are not selected."""
         names = [s.name for s in self.recipe.stages]
         for name in [*(only or []), *([start] if start else [])]:
             self.recipe.stage(name)
         if only:
-            return {name: True for name in names if name in only}
+            return {name: "force" for name in names if name in only}
         if start:
-            return {name: i >= names.index(start) for i, name in enumerate(names)}
-        return {name: False for name in names}
+            return {name: "force" if i >= names.index(start) else "reuse" for i, name in enumerate(names)}
+        return {name: "cache" for name in names}
 
     def would_run(self) -> dict[str, bool]:
         """For every stage, whether a plain `nano2 run` would run it now (nothing is run)."""
@@ -383,7 +384,7 @@ class Runner:
                 continue
             if on_event:
                 on_event("start", stage, None)
-            result = self.run_stage(stage, force=selected[stage.name])
+            result = self.run_stage(stage, mode=selected[stage.name])
             results.append(result)
             if on_event:
                 on_event("end", stage, result)
@@ -393,7 +394,7 @@ class Runner:
         self._write_run_summary(results, started)
         return results
 
-    def run_stage(self, stage: StageSpec, force: bool = False) -> StageResult:
+    def run_stage(self, stage: StageSpec, mode: str = "cache") -> StageResult:
         fingerprint = self.fingerprints.get(stage.name) or self.fingerprint(stage)
         state = self.read_state(stage)
         outputs = self.outputs(stage)
@@ -402,14 +403,10 @@ class Runner:
             note = "input not present: " + ", ".join(str(p) for p in missing) + "; continuing without this stage"
             self._write_state(stage, fingerprint, "missing-input", 0.0, note=note)
             return StageResult(stage.name, "missing-input", note=note)
-        cached = (
-            not force
-            and state is not None
-            and state.get("status") == "done"
-            and state.get("fingerprint") == fingerprint
-            and all(p.exists() for p in outputs)
-        )
-        if cached:
+        finished = state is not None and state.get("status") == "done" and all(p.exists() for p in outputs)
+        if finished and mode == "reuse":
+            return StageResult(stage.name, "skipped", state.get("seconds", 0.0), note="reused (before --from)")
+        if finished and mode == "cache" and state.get("fingerprint") == fingerprint:
             return StageResult(stage.name, "skipped", state.get("seconds", 0.0), note="cached")
         for path in outputs:
             if path.is_dir():

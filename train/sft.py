@@ -136,7 +136,7 @@ def check_output_dir(out: Path, inputs: Sequence[Path], config_path: str | Path 
 
 def parquet_files(paths: Sequence[Path], config_path: str | Path | None, field_name: str) -> list[Path]:
     """Expand directories into their *.parquet files (not drop records in decisions/ or dot folders); a missing path or
-    an empty directory is a ConfigError."""
+    an empty directory that is not an artifact is a ConfigError; no files at all is one too."""
     from curation.decisions import DECISIONS_DIR
 
     if not paths:
@@ -150,7 +150,7 @@ def parquet_files(paths: Sequence[Path], config_path: str | Path | None, field_n
                 for p in path.rglob("*.parquet")
                 if not any(d == DECISIONS_DIR or d.startswith(".") for d in p.relative_to(path).parts[:-1])
             )
-            if not found:
+            if not found and not (path / "manifest.json").exists():  # an artifact that kept no rows is fine
                 raise ConfigError(config_path, where, f"{path}: no .parquet files in this directory")
             files.extend(found)
         elif path.is_file():
@@ -159,6 +159,8 @@ def parquet_files(paths: Sequence[Path], config_path: str | Path | None, field_n
             files.append(path)
         else:
             raise ConfigError(config_path, where, f"{path}: not found")
+    if not files:
+        raise ConfigError(config_path, field_name, "no .parquet files in any of the data paths (every input is empty)")
     return files
 
 
