@@ -1,1 +1,2 @@
-
+"""Minitron for the hybrid Mamba-2/Transformer (`nano2 compress`): importance, pruning surgery, memory-budgeted
+architecture search and logit distillation of HF NemotronH checkpoints, on CPU or GPU."""
