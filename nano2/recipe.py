@@ -388,6 +388,7 @@ class Runner:
             results.append(result)
             if on_event:
                 on_event("end", stage, result)
+            self._write_run_summary(results, started, finished=False)
             if result.status == "failed":
                 self._write_run_summary(results, started, failed=stage.name)
                 raise Nano2Error(result.note)
@@ -464,7 +465,9 @@ class Runner:
         }
         path.write_text(json.dumps(body, indent=2) + "\n")
 
-    def _write_run_summary(self, results: list[StageResult], started: float, failed: str | None = None) -> None:
+    def _write_run_summary(
+        self, results: list[StageResult], started: float, failed: str | None = None, finished: bool = True
+    ) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         body = {
             "recipe": self.recipe.name,
@@ -473,7 +476,9 @@ class Runner:
             "run_dir": str(self.run_dir),
             "wall_seconds": round(time.time() - started, 3),
             "failed": failed,
-            "stages": [r.__dict__ for r in results],
+            "finished": finished,
+            "stages": [r.__dict__ for r in results]
+            + [{"name": s.name, "status": "pending"} for s in self.recipe.stages[len(results) :]],
         }
         (self.state_dir / "last_run.json").write_text(json.dumps(body, indent=2) + "\n")
 

@@ -125,10 +125,12 @@ def stage_section(run_dir: Path) -> Section:
     if last.exists():
         summary = json.loads(last.read_text())
         order = [s["name"] for s in summary.get("stages", [])]
+        took = "took" if summary.get("finished", True) else "had run for"
         section.text = (
-            f"Recipe **{summary.get('recipe')}** ({summary.get('scale')}): last invocation took "
+            f"Recipe **{summary.get('recipe')}** ({summary.get('scale')}): the last invocation {took} "
             f"{summary.get('wall_seconds', 0):.0f} s wall"
             + (f"; failed at **{summary['failed']}**" if summary.get("failed") else "")
+            + (" when this report (its last stage) was written" if not summary.get("finished", True) else "")
             + "."
         )
     states = {p.stem: json.loads(p.read_text()) for p in state_dir.glob("*.json")}
@@ -193,8 +195,10 @@ def levels_languages_section(audit) -> Section:
     section = Section("levels", "Quality levels and languages of curated text")
     cols, rows = _rows(
         audit,
-        """SELECT artifact, grouping, value, documents, tokens FROM manifest_stats
-           WHERE grouping IN ('level', 'language', 'bucket') ORDER BY grouping, artifact, tokens DESC NULLS LAST""",
+        """SELECT s.artifact, s.grouping, s.value, s.documents, s.tokens
+           FROM manifest_stats s JOIN manifests m ON m.id = s.manifest_id
+           WHERE m.kind = 'documents' AND s.grouping IN ('level', 'language', 'bucket')
+           ORDER BY s.grouping, s.artifact, s.tokens DESC NULLS LAST""",
     )
     if not rows:
         section.missing = "no curated artifacts with per-level or per-language stats"
@@ -248,6 +252,11 @@ def mixture_section(audit) -> Section:
     if "70_plan_vs_realised" in saved:
         realised_cols, realised_rows = _rows(audit, saved["70_plan_vs_realised"].read_text())
     if realised_rows:
+        # pretraining runs first: distillation runs read the same plan and would repeat every row
+        run_col = realised_cols.index("run") if "run" in realised_cols else None
+        if run_col is not None:
+            pretraining = [r for r in realised_rows if "pretrain" in str(r[run_col]) or "long" in str(r[run_col])]
+            realised_rows = pretraining or realised_rows
         section.tables.append(Table(realised_cols, realised_rows, "tokens per source per phase, plan vs training run"))
         section.figures.append(_mixture_figure(realised_cols, realised_rows))
         return section
@@ -345,12 +354,17 @@ def loss_section(run_dir: Path) -> Section:
 
 
 def _table_files(run_dir: Path, names: tuple[str, ...]) -> list[Path]:
+    """Files under the run (not in dot folders, not in the report's own output)."""
     return [
         p
         for name in names
         for p in sorted(run_dir.rglob(name))
-        if not any(part.startswith(".") for part in p.relative_to(run_dir).parts[:-1])
+        if not any(part.startswith(".") or part == "report" for part in p.relative_to(run_dir).parts[:-1])
     ]
+
+
+def _figure_name(run_dir: Path, path: Path) -> str:
+    return "_".join(path.relative_to(run_dir).parts)
 
 
 def compress_section(run_dir: Path) -> Section:
@@ -363,12 +377,17 @@ def compress_section(run_dir: Path) -> Section:
         with path.open() as f:
             reader = list(csv.reader(f))
         if reader:
-            section.tables.append(Table(reader[0], reader[1:], f"NAS candidates ({path.relative_to(run_dir)})"))
+            header, rows = reader[0], reader[1:]
+            if "feasible" in header:  # feasible and ranked candidates first, then the rest
+                f, r = header.index("feasible"), header.index("rank") if "rank" in header else None
+                rows.sort(key=lambda row: (row[f] != "True", int(row[r]) if r is not None and row[r] else 10**9))
+            caption = f"NAS candidates ({path.relative_to(run_dir)}; {len(rows)} in all, feasible first)"
+            section.tables.append(Table(header, rows[:40], caption))
             found = True
     for path in _table_files(run_dir, ("*.png",)):
         rel = path.relative_to(run_dir)
-        if rel.parts and any(k in str(rel) for k in ("importance", "nas", "search", "prune")):
-            section.figures.append((f"compress_{path.name}", path.read_bytes(), str(rel)))
+        if rel.parts and rel.parts[0] == "compress" and "distill" not in rel.parts:
+            section.figures.append((_figure_name(run_dir, path), path.read_bytes(), str(rel)))
             found = True
     if not found:
         section.missing = "no importance scores or search results in this run"
@@ -402,7 +421,7 @@ def evals_section(run_dir: Path) -> Section:
     for path in _table_files(run_dir, ("*.png",)):
         rel = path.relative_to(run_dir)
         if "eval" in str(rel):
-            section.figures.append((f"evals_{path.parent.name}_{path.name}", path.read_bytes(), str(rel)))
+            section.figures.append((_figure_name(run_dir, path), path.read_bytes(), str(rel)))
     if not rows and not section.figures:
         section.missing = "no evaluation results in this run"
     return section
@@ -547,6 +566,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tupl
     title = f"nano2 recipe report: {run_dir.name}"
     meta = f"run directory {run_dir}; {len(audit.artifacts)} artifacts; written {time.strftime('%Y-%m-%d %H:%M:%S')}"
     figures = out / "figures"
+    if figures.is_dir():  # figures of an earlier report of this run may no longer exist
+        for stale in figures.glob("*.png"):
+            stale.unlink()
     figures.mkdir(parents=True, exist_ok=True)
     for s in sections:
         for name, png, _ in s.figures:
