@@ -16,17 +16,24 @@ __all__ = [
     "SourceOrigin",
     "compile_plan",
     "compile_spec_file",
+    "left_out_sources",
     "load_spec",
     "plan_from_spec_file",
     "read_plan",
     "resolve_sources",
+    "without_empty_optional_sources",
 ]
 
 
 def compile_spec_file(spec_path: str | Path, data_root: str | Path = ".") -> tuple[MixtureSpec, Plan]:
-    """Load a spec file, resolve its sources under `data_root` and compile it; errors name the file."""
+    """Load a spec file, resolve its sources under `data_root` and compile it; errors name the file.
+
+    Optional sources with no tokens are left out first (the returned spec is the one compiled)."""
     spec = load_spec(spec_path)
     tokens, origins = resolve_sources(spec, data_root, spec_file=spec_path)
+    spec = without_empty_optional_sources(spec, tokens, spec_path)
+    tokens = {name: n for name, n in tokens.items() if name in spec.sources}
+    origins = {name: o for name, o in origins.items() if name in spec.sources}
     try:
         return spec, compile_plan(spec, tokens, origins)
     except PlanError as exc:
@@ -36,3 +43,26 @@ def compile_spec_file(spec_path: str | Path, data_root: str | Path = ".") -> tup
 def plan_from_spec_file(spec_path: str | Path, data_root: str | Path = ".") -> Plan:
     """The compiled plan of a spec file (see `compile_spec_file`)."""
     return compile_spec_file(spec_path, data_root)[1]
+
+
+def without_empty_optional_sources(spec: MixtureSpec, tokens: dict[str, int], spec_path=None) -> MixtureSpec:
+    """The spec without its optional sources that have no tokens; each phase's other weights keep their ratios
+    (the compiler allocates weight / sum(weights))."""
+    empty = {name for name, source in spec.sources.items() if source.optional and tokens.get(name, 0) == 0}
+    if not empty:
+        return spec
+    phases = []
+    for phase in spec.phases:
+        weights = {name: w for name, w in phase.weights.items() if name not in empty}
+        if not any(weights.values()):
+            raise ConfigError(
+                spec_path, f"phases.{phase.name}", f"only empty optional sources ({', '.join(sorted(empty))})"
+            )
+        phases.append(phase.model_copy(update={"weights": weights}))
+    sources = {name: s for name, s in spec.sources.items() if name not in empty}
+    return spec.model_copy(update={"sources": sources, "phases": phases})
+
+
+def left_out_sources(spec_path: str | Path, compiled: MixtureSpec) -> list[str]:
+    """Names of the spec file's sources that the compiled spec left out (optional and empty)."""
+    return sorted(set(load_spec(spec_path).sources) - set(compiled.sources))

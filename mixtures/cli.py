@@ -28,9 +28,14 @@ DataRoot = typer.Option(Path("."), "--data-root", "-d", help="Where source `path
 
 
 def _compile(spec_path: Path, data_root: Path) -> tuple[MixtureSpec, Plan]:
-    from mixtures import compile_spec_file
+    from mixtures import compile_spec_file, left_out_sources
 
-    return compile_spec_file(spec_path, data_root)
+    spec, plan = compile_spec_file(spec_path, data_root)
+    for name in left_out_sources(spec_path, spec):
+        make_console(stderr=True).print(
+            f"[yellow]note[/]: optional source {name!r} has no tokens under {data_root}; left out of every phase"
+        )
+    return spec, plan
 
 
 @app.command("validate")

@@ -71,6 +71,11 @@ def resolve_sources(
             tokens[name], origins[name] = source.tokens, SourceOrigin()
         else:
             assert source.path is not None
-            count, manifest_id = read_source_tokens(root, source.path, spec_file, f"sources.{name}.path")
+            try:
+                count, manifest_id = read_source_tokens(root, source.path, spec_file, f"sources.{name}.path")
+            except ConfigError:
+                if not source.optional:
+                    raise
+                count, manifest_id = 0, None  # an optional source that is not there: left out by the compiler
             tokens[name], origins[name] = count, SourceOrigin(origin=source.path, manifest_id=manifest_id)
     return tokens, origins

@@ -25,6 +25,11 @@ class SourceSpec(BaseModel):
     path: str | None = Field(default=None, description="artifact directory (or key=value partition of one)")
     tokens: TokenCount | None = Field(default=None, description="declared token count when no data is local")
     max_epochs: float = Field(default=1.0, gt=0, description="how many times the source may be read in total")
+    optional: bool = Field(
+        default=False,
+        description="small runs: with no tokens (or no artifact) at `path` the source is left out of every phase and "
+        "the other weights of each phase share its sequences; otherwise a missing source is an error",
+    )
 
     @model_validator(mode="after")
     def _one_origin(self) -> SourceSpec:
