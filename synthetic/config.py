@@ -144,6 +144,10 @@ class PreferenceConfig(_Strict):
     reference_fallback: bool = Field(
         default=True, description="no sample verified: the reference solution (GSM8K-style traces) is chosen"
     )
+    mismatched_fallback: bool = Field(
+        default=False,
+        description="when no sample is usable: reject another problem's reference solution (a different answer)",
+    )
     code_timeout_s: float = Field(default=10.0, gt=0)
     settings: GenerationSettings = Field(
         default_factory=lambda: GenerationSettings(

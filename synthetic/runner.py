@@ -561,6 +561,7 @@ def run_preference(ctx: StageContext) -> Manifest:
                     yield job
 
     answered = ctx.generator.run(jobs())
+    previous: tuple[str, str] | None = None  # (gold answer, reference target) of the last problem with a reference
     for _, group in itertools.groupby(answered, key=lambda pair: pair[0].payload["group"]):
         samples = list(group)
         first: Job = samples[0][0]
@@ -574,7 +575,16 @@ def run_preference(ctx: StageContext) -> Manifest:
             verdicts.append(pf.judge_sample(job.sample_index, response.texts[0], verify))
         verdicts_seen.update(v.reason for v in verdicts)
         solution = first.payload["reference_solution"] if cfg.reference_fallback else None
-        pair = pf.choose_pair(verdicts, rs.reasoning_target(*solution) if solution else None)
+        reference_target = rs.reasoning_target(*solution) if solution else None
+        pair = pf.choose_pair(verdicts, reference_target)
+        gold = first.payload.get("reference")
+        # nothing usable from the model: the previous problem's reference (a different, so verifiably wrong,
+        # answer) is the rejected side of this problem's reference
+        fallback = not pair.ok and pair.drop == "no_usable_samples" and cfg.mismatched_fallback
+        if fallback and reference_target and previous is not None and previous[0] != gold:
+            pair = pf.mismatched_pair(reference_target, previous[1], pair.details)
+        if reference_target and gold is not None:
+            previous = (gold, reference_target)
         if not pair.ok:
             details = {**pair.details, "reference_solution": solution is not None}
             out.drop("preference", first.source_id, pair.drop or "", details)

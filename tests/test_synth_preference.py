@@ -256,3 +256,13 @@ def test_configs_enable_the_stage_and_reject_pairs_without_contrast(tmp_path):
         path.write_text(yaml.safe_dump({**base, "preference": {**base["preference"], **change}}), encoding="utf-8")
         with pytest.raises(ConfigError, match=message):
             load_synth_config(path)
+
+
+def test_mismatched_reference_is_the_rejected_fallback():
+    from synthetic.tasks import preference as pf
+
+    verdicts = [pf.unusable_sample(0, "output_truncated"), pf.unusable_sample(1, "unclosed_think")]
+    assert pf.choose_pair(verdicts, "<think>\nmine\n</think>\n\\boxed{3}").drop == "no_usable_samples"
+    pair = pf.mismatched_pair("<think>\nmine\n</think>\n\\boxed{3}", "<think>\nother\n</think>\n\\boxed{5}", {})
+    assert pair.ok and pair.value.rejected_reason == "mismatched_reference"
+    assert pair.value.chosen.endswith("{3}") and pair.value.rejected.endswith("{5}")

@@ -48,7 +48,7 @@ class PreferencePair:
     chosen_origin: str
     chosen_sample: int | None
     rejected: str
-    rejected_sample: int
+    rejected_sample: int | None
     rejected_reason: str
 
 
@@ -105,3 +105,11 @@ def choose_pair(verdicts: Sequence[SampleVerdict], reference: str | None) -> Par
     if failed.target == chosen:
         return drop("chosen_equals_rejected", **details)
     return keep(PreferencePair(chosen, origin, chosen_sample, failed.target, failed.index, failed.reason), **details)
+
+
+def mismatched_pair(reference: str, other_reference: str, details: dict) -> Parsed:
+    """The problem's reference solution against another problem's (whose different answer cannot verify here): the
+    fallback when the model produced nothing usable (`mismatched_fallback`)."""
+    return keep(
+        PreferencePair(reference, REFERENCE_SOLUTION, None, other_reference, None, "mismatched_reference"), **details
+    )
