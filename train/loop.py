@@ -149,6 +149,7 @@ def resolve_plan(cfg: TrainConfig, config_path: str | Path | None) -> tuple[Plan
         return read_plan(data.plan), data.plan
     from pydantic import ValidationError
 
+    from mixtures import without_empty_optional_sources
     from mixtures.compiler import PlanError, compile_plan
     from mixtures.sources import resolve_sources
     from mixtures.spec import MixtureSpec, load_spec
@@ -163,6 +164,9 @@ def resolve_plan(cfg: TrainConfig, config_path: str | Path | None) -> tuple[Plan
             message = describe_validation_error(exc, MixtureSpec)[0][1]
             raise ConfigError(config_path, "data.total_tokens", message) from None
     tokens, origins = resolve_sources(spec, data.data_root, spec_file=data.spec)
+    spec = without_empty_optional_sources(spec, tokens, data.spec)
+    tokens = {name: n for name, n in tokens.items() if name in spec.sources}
+    origins = {name: o for name, o in origins.items() if name in spec.sources}
     try:
         return compile_plan(spec, tokens, origins), data.spec
     except PlanError as exc:
