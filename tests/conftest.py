@@ -107,3 +107,22 @@ def tiny_checkpoint_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     cfg = get_config("tiny-12b")
     out = tmp_path_factory.mktemp("tiny-ckpt")
     return save_checkpoint(build_model(cfg, seed=0), out, cfg, tokenizer_dir=tiny_tokenizer_dir)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, torch's spinning worker threads make a tiny model 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def checkpoint(tiny_checkpoint_dir, tmp_path) -> Path:
+    """A writable copy of the tiny checkpoint."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_checkpoint_dir, tmp_path / "start"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +20,8 @@ MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 SCHEMA = pa.schema([("id", pa.string()), ("messages", pa.list_(MESSAGE)), ("chosen", pa.string()),
                     ("rejected", pa.string()), ("reasoning", pa.bool_())])  # fmt: skip
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def preference_record(i: int, reasoning: bool) -> dict:
     system = "Answer briefly." if reasoning else "Answer briefly. /no_think"
@@ -36,20 +37,6 @@ def preference_record(i: int, reasoning: bool) -> dict:
 def write_preferences(path: Path, records: list[dict]) -> Path:
     pq.write_table(pa.Table.from_pylist(records, schema=SCHEMA), path)
     return path
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, torch's spinning worker threads make a tiny model 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def checkpoint(tiny_checkpoint_dir, tmp_path) -> Path:
-    return Path(shutil.copytree(tiny_checkpoint_dir, tmp_path / "start"))
 
 
 def test_both_sides_follow_the_training_text_rule(tiny_tokenizer_dir, tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ from train.sft import finish_run
 
 REPO = Path(__file__).resolve().parent.parent
 GRPO_TINY = REPO / "train" / "configs" / "grpo-tiny.yaml"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_gsm8k(path: Path, n: int) -> Path:
@@ -40,20 +41,6 @@ def grpo_config(tmp_path: Path, checkpoint: Path, gsm8k: Path, **changes) -> GRP
     }  # fmt: skip
     data.update(changes)
     return GRPORunConfig.model_validate(data)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, torch's spinning worker threads make a tiny model 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def checkpoint(tiny_checkpoint_dir, tmp_path) -> Path:
-    return Path(shutil.copytree(tiny_checkpoint_dir, tmp_path / "start"))
 
 
 def test_prompts_alternate_reasoning_modes_and_carry_their_checks(tmp_path):

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from model.generate import make_budget, newline_token_ids
 from model.tokenizer import load_tokenizer, render_chat
@@ -49,6 +47,8 @@ CHAT_SCHEMA = pa.schema(
         ("metadata", pa.string()),
     ]
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def chat_record(i: int, reasoning: bool, lines: int = 2) -> dict:
@@ -91,20 +91,6 @@ def config(tmp_path: Path, checkpoint: Path, data: Path, **changes) -> SFTRunCon
     }
     base.update(changes)
     return SFTRunConfig.model_validate(base)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, torch's spinning worker threads make a tiny model 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def checkpoint(tiny_checkpoint_dir, tmp_path) -> Path:
-    return Path(shutil.copytree(tiny_checkpoint_dir, tmp_path / "start"))
 
 
 @pytest.fixture(scope="module")
