@@ -49,13 +49,19 @@ from typing import Any
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from nano2.contracts.chat import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    reasoning_mode,
+    strip_thinking,
+    without_switches,
+)
 from nano2.errors import Nano2Error
 
 log = logging.getLogger(__name__)
 
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
 SYSTEM_START, TURN_START, TURN_END = "<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>"
-THINK_START, THINK_END = "<think>", "</think>"
 TOOLCALL_START, TOOLCALL_END = "<TOOLCALL>", "</TOOLCALL>"
 
 SPECIAL_TOKENS: tuple[str, ...] = (
@@ -66,16 +72,14 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     SYSTEM_START,
     TURN_START,
     TURN_END,
-    THINK_START,
-    THINK_END,
+    THINK_OPEN,
+    THINK_CLOSE,
     TOOLCALL_START,
     TOOLCALL_END,
 )
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, 3
 BYTE_ALPHABET_SIZE = 256
 MIN_VOCAB_SIZE = BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)
-ROLES = ("system", "user", "assistant")
-THINK_SWITCH, NO_THINK_SWITCH = "/think", "/no_think"
 
 CHAT_TEMPLATE = "".join(
     [
@@ -240,76 +244,18 @@ def save_tokenizer(tok: Tokenizer, out_dir: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------------- chat
 
 
-def _validate_messages(messages: Sequence[Mapping[str, Any]]) -> None:
-    """Reject what the template would render wrongly: unknown roles, non-string content, a late system message."""
-    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
-        raise Nano2Error("messages must be a list of {'role': ..., 'content': ...} dicts")
-    if not messages:
-        raise Nano2Error("messages is empty: a conversation needs at least one message (transformers rejects it too)")
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise Nano2Error(f"message {i}: expected a dict with 'role' and 'content', got {type(message).__name__}")
-        role = message.get("role")
-        if role not in ROLES:
-            raise Nano2Error(f"message {i}: unknown role {role!r}; expected one of {', '.join(ROLES)}")
-        content = message.get("content")
-        if not isinstance(content, str):
-            what = "missing" if content is None else f"a {type(content).__name__}"
-            raise Nano2Error(f"message {i} ({role}): content must be a string, got {what}")
-        if role == "system" and i != 0:
-            raise Nano2Error(f"message {i}: a system message is only allowed first")
-
-
-def _switch_in(content: str) -> bool | None:
-    """The last reasoning switch written in one message (True = /think), or None when there is none."""
-    text = content.replace(THINK_END, "")
-    think, no_think = text.rfind(THINK_SWITCH), text.rfind(NO_THINK_SWITCH)
-    if think == no_think:
-        return None
-    return think > no_think
-
-
-def _without_switches(content: str) -> str:
-    """Remove /think and /no_think but keep literal </think> tags intact."""
-    parts = content.split(THINK_END)
-    return THINK_END.join(p.replace(NO_THINK_SWITCH, "").replace(THINK_SWITCH, "") for p in parts).strip()
-
-
-def reasoning_mode(messages: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether the model should think before answering: the last /think or /no_think in system/user text wins."""
-    _validate_messages(messages)
-    thinking = True
-    for message in messages:
-        if message["role"] != "assistant":
-            switch = _switch_in(message["content"])
-            if switch is not None:
-                thinking = switch
-    return thinking
-
-
-def strip_thinking(text: str) -> str:
-    """The visible answer of an assistant message: reasoning blocks removed, surrounding whitespace stripped.
-
-    Handles the shapes generations take: complete ``<think>...</think>`` blocks, a ``</think>`` whose opening tag
-    was in the prompt (text before it is dropped), and an unclosed ``<think>`` tail (dropped).
-    """
-    parts = text.split(THINK_END)
-    kept = [p.split(THINK_START)[0] for i, p in enumerate(parts) if i == len(parts) - 1 or THINK_START in p]
-    return "".join(kept).strip()
-
-
 def render_chat(messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
     """Render a conversation exactly as ``CHAT_TEMPLATE`` does, without transformers (for data prep and tests)."""
     thinking = reasoning_mode(messages)
     system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-    out = [f"{SYSTEM_START}System\n{_without_switches(system)}\n{TURN_END}\n"]
+    out = [f"{SYSTEM_START}System\n{without_switches(system)}\n{TURN_END}\n"]
     for message in messages:
         if message["role"] == "user":
-            out.append(f"{TURN_START}User\n{_without_switches(message['content'])}\n{TURN_END}\n")
+            out.append(f"{TURN_START}User\n{without_switches(message['content'])}\n{TURN_END}\n")
         elif message["role"] == "assistant":
             out.append(f"{TURN_START}Assistant\n{strip_thinking(message['content'])}\n{TURN_END}\n")
     if add_generation_prompt:
-        out.append(f"{TURN_START}Assistant\n" + (f"{THINK_START}\n" if thinking else f"{THINK_START}{THINK_END}"))
+        out.append(f"{TURN_START}Assistant\n" + (f"{THINK_OPEN}\n" if thinking else f"{THINK_OPEN}{THINK_CLOSE}"))
     return "".join(out)
 
 
@@ -329,7 +275,7 @@ def chat_training_text(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]
     prompt = render_chat(prompt_messages, add_generation_prompt=True)
     target = last["content"]
     if reasoning_mode(prompt_messages):
-        target = target.removeprefix(f"{THINK_START}\n").removeprefix(THINK_START)
+        target = target.removeprefix(f"{THINK_OPEN}\n").removeprefix(THINK_OPEN)
     return prompt, f"{target}\n{TURN_END}\n"
 
 

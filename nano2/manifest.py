@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import subprocess
+from enum import StrEnum
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,27 @@ from nano2.errors import ConfigError, MissingManifestError
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 _HASH_CHUNK = 1 << 20
+
+
+class ArtifactKind(StrEnum):
+    """What an artifact is: the closed list of `kind`s a manifest may carry (`nano2 audit` groups by it)."""
+
+    DOCUMENTS = "documents"  # document folders of the contract (nano2.contracts.documents): curated or synthetic
+    DECISIONS = "decisions"  # drop records (nano2.contracts.shards.DECISIONS_SCHEMA)
+    CHAT = "chat"  # chat rows (nano2.contracts.chat.CHAT_SCHEMA): SFT data
+    PREFERENCE = "preference"  # preference rows (nano2.contracts.chat.PREFERENCE_SCHEMA): DPO data
+    QUALITY_CLASSIFIER = "quality-classifier"
+    QUALITY_CLASSIFIER_SET = "quality-classifier-set"
+    TOKENIZER = "tokenizer"
+    TOKENS = "tokens"  # Megatron .bin/.idx shards (nano2.contracts.megatron)
+    PLAN = "plan"
+    CHECKPOINT = "checkpoint"
+    TRAIN_STATE = "train-state"
+    IMPORTANCE = "importance"
+    NAS = "nas"
+    EVAL = "eval"
+    EVAL_BUDGET = "eval-budget"
+    EVAL_THROUGHPUT = "eval-throughput"
 
 
 class Stats(BaseModel):
@@ -40,6 +62,9 @@ class OutputStats(Stats):
     """Totals plus the same counts by any grouping the producer chooses (quality level, license, language...)."""
 
     by: dict[str, dict[str, Stats]] = Field(default_factory=dict)
+    tokenizer: str | None = Field(
+        None, description="the tokenizer every `tokens` count here is measured in (nano2.contracts.tokens.tokenizer_id)"
+    )
 
 
 class Producer(BaseModel):
@@ -78,7 +103,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     schema_version: int = SCHEMA_VERSION
     id: str
-    kind: str
+    kind: ArtifactKind
     name: str
     created_at: str
     producer: Producer
@@ -203,7 +228,7 @@ def _manifest_id(body: dict[str, Any]) -> str:
 
 def build_manifest(
     *,
-    kind: str,
+    kind: ArtifactKind | str,
     name: str,
     command: str,
     config: Any = None,
@@ -218,7 +243,7 @@ def build_manifest(
         config = config.model_dump(mode="json")
     body: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "kind": kind,
+        "kind": ArtifactKind(kind).value,
         "name": name,
         "producer": Producer(
             command=command,

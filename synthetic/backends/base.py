@@ -85,7 +85,7 @@ def with_reasoning_switch(messages: Sequence[dict[str, str]], thinking: bool | N
     already select that mode, the switch is appended to the last user message: the last switch wins in the Nano 2
     template, and Qwen3-style servers read the same soft switches.
     """
-    from model.tokenizer import NO_THINK_SWITCH, THINK_SWITCH, reasoning_mode
+    from nano2.contracts.chat import NO_THINK_SWITCH, THINK_SWITCH, reasoning_mode
 
     out = [dict(m) for m in messages]
     if thinking is None or reasoning_mode(out) == thinking:

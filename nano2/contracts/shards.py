@@ -1,0 +1,64 @@
+"""Where files of an artifact go: one shard naming, partitions, and drop decisions beside (never inside) data.
+
+Shards: `<artifact>/[subset=<value>/]<rank:05d>.parquet`, written by any stage (datatrove's writers get
+`SHARD_TEMPLATE`, our own writers `shard_name(rank)`), so every document folder looks the same to a reader.
+
+Decisions (one row per dropped document, `DECISIONS_SCHEMA`) never live inside a document folder, so a glob over
+documents never meets a file of another schema: an artifact inside a run's `data` folder (a run dir is marked by
+the recipe runner's `.recipe/` state folder) keeps its decisions at the same relative path below the run's
+`decisions` folder (`RUN/data/curated/web` -> `RUN/decisions/curated/web`); an artifact anywhere else keeps them in
+the sibling folder `<name>.decisions`. The marker keeps a user's own `/data/...` mount from being rewritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from nano2.contracts.documents import SUBSET_KEY
+
+DATA_DIR, DECISIONS_DIR = "data", "decisions"
+RUN_STATE_DIR = ".recipe"
+"""The recipe runner's state folder: its presence marks a run dir."""
+DECISIONS_SUFFIX = ".decisions"
+SHARD_SUFFIX = ".parquet"
+SHARD_TEMPLATE = "${rank}.parquet"
+"""datatrove's `output_filename` for the same names as `shard_name` (datatrove pads `${rank}` to 5 digits)."""
+SUBSET_SHARD_TEMPLATE = f"{SUBSET_KEY}=${{{SUBSET_KEY}}}/{SHARD_TEMPLATE}"
+"""datatrove's `output_filename` for a partitioned folder (the document's `subset` metadata names the partition)."""
+
+DECISIONS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("url", pa.string()),
+        ("step", pa.string()),
+        ("kept", pa.bool_()),
+        ("reason", pa.string()),
+        ("scores", pa.string()),
+    ]
+)
+
+
+def shard_name(rank: int) -> str:
+    """The file name of a writer's shard: `00000.parquet` for rank 0."""
+    return f"{rank:05d}{SHARD_SUFFIX}"
+
+
+def subset_dir(artifact_dir: str | Path, value: str) -> Path:
+    """The partition folder of one subset of a document artifact."""
+    return Path(artifact_dir) / f"{SUBSET_KEY}={value}"
+
+
+def decisions_dir(artifact_dir: str | Path) -> Path:
+    """Where the drop decisions of the artifact written at `artifact_dir` go (see the module docstring)."""
+    path = Path(artifact_dir).absolute()
+    for ancestor in path.parents:
+        if ancestor.name == DATA_DIR and (ancestor.parent / RUN_STATE_DIR).is_dir():
+            return ancestor.parent / DECISIONS_DIR / path.relative_to(ancestor)
+    return path.with_name(path.name + DECISIONS_SUFFIX)
+
+
+def step_decisions_dir(artifact_dir: str | Path, step: str) -> Path:
+    """The decisions folder of one step (`<decisions>/<step>/<shard>`)."""
+    return decisions_dir(artifact_dir) / step
