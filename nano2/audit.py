@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,13 +23,16 @@ from pathlib import Path
 
 import duckdb
 
+from nano2.contracts.chat import CHAT_SCHEMA
+from nano2.contracts.documents import DOCUMENT_SCHEMA, METADATA, TOKEN_COUNT
 from nano2.errors import Nano2Error
-from nano2.manifest import MANIFEST_NAME, Manifest, read_manifest
+from nano2.manifest import MANIFEST_NAME, ArtifactKind, Manifest, read_manifest
 
 DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson")
 DATA_SUFFIXES = (*DOCUMENT_SUFFIXES, ".json", ".bin", ".idx", ".safetensors", ".arrow")
 USER_QUERY_DIR = Path(".nano2") / "queries"
-NO_DOCUMENT_KINDS = ("checkpoint", "train-state")  # their .jsonl files are logs (metrics), not documents
+# the kinds whose files are rows the audit reads (documents, chat rows, drop decisions); the rest are models, logs
+ROW_KINDS = (ArtifactKind.DOCUMENTS, ArtifactKind.CHAT, ArtifactKind.PREFERENCE, ArtifactKind.DECISIONS)
 DOCUMENT_COLUMNS = {
     "artifact_id": "VARCHAR", "artifact": "VARCHAR", "partition": "VARCHAR", "source": "VARCHAR", "file": "VARCHAR",
     "doc_id": "VARCHAR", "text": "VARCHAR", "tokens": "BIGINT", "metadata": "JSON",
@@ -74,10 +76,6 @@ class Artifact:
     documents: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
     decisions: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     plans: list[str] = field(default_factory=list)
-
-
-def _is_decisions(rel_parts: tuple[str, ...]) -> bool:
-    return any(p == "decisions" for p in rel_parts[:-1]) or rel_parts[-1].startswith("decisions")
 
 
 def _reader(fmt: str, files: list[str]) -> str:
@@ -136,10 +134,10 @@ class Audit:
                     if owner.manifest.kind == "plan" or fname.endswith("plan.json"):
                         owner.plans.append(str(path))
                     continue
-                if suffix not in DOCUMENT_SUFFIXES or owner.manifest.kind in NO_DOCUMENT_KINDS:
-                    continue  # e.g. a training run's metrics.jsonl is not a document set
+                if suffix not in DOCUMENT_SUFFIXES or owner.manifest.kind not in ROW_KINDS:
+                    continue  # e.g. a training run's metrics.jsonl or an eval's results are not documents
                 fmt = ".parquet" if suffix == ".parquet" else ".jsonl"
-                if owner.manifest.kind == "decisions" or _is_decisions(rel_parts):
+                if owner.manifest.kind == ArtifactKind.DECISIONS:
                     owner.decisions[fmt].append(str(path))
                 else:
                     partition = "/".join(p for p in rel_parts[:-1] if "=" in p)
@@ -240,31 +238,33 @@ class Audit:
         self.con.execute(f"CREATE VIEW {name} AS " + ("\nUNION ALL\n".join(selects) if selects else empty))
 
     def _create_documents_view(self) -> None:
+        """Documents of `documents` artifacts (the document contract: `token_count` column, metadata struct) and
+        rows of `chat`/`preference` artifacts (the chat contract: `text`, token count in the metadata JSON). The
+        manifest's kind says which contract a folder follows; a file that breaks it is a warning, never guessed."""
         selects = []
         for a in self.artifacts:
+            kind = a.manifest.kind
             for (fmt, partition), files in sorted(a.documents.items()):
                 relation = _reader(fmt, files)
-                cols = self._describe(relation, f"{a.rel} ({fmt}, {len(files)} files)")
+                what = f"{a.rel} ({fmt}, {len(files)} files)"
+                cols = self._describe(relation, what)
                 if cols is None:
                     continue
-                if "text" not in cols:
-                    self.warnings.append((f"{a.rel} ({fmt})", "no `text` column: not read as documents"))
-                    continue
-                meta_type = cols.get("metadata", "")
-                if "token_count" in cols:
-                    tokens = "TRY_CAST(token_count AS BIGINT)"
-                elif meta_type.startswith("STRUCT") and re.search(r"\btoken_count\b", meta_type):
-                    tokens = "TRY_CAST(metadata.token_count AS BIGINT)"
-                elif meta_type in ("JSON", "VARCHAR"):
-                    tokens = "TRY_CAST(json_extract(metadata, '$.token_count') AS BIGINT)"
+                if kind == ArtifactKind.DOCUMENTS:
+                    expected = DOCUMENT_SCHEMA.names
+                    tokens, meta_type = f"CAST({TOKEN_COUNT} AS BIGINT)", cols.get(METADATA)
                 else:
-                    tokens = "NULL::BIGINT"
+                    expected = CHAT_SCHEMA.names
+                    tokens, meta_type = "TRY_CAST(json_extract(metadata, '$.token_count') AS BIGINT)", "VARCHAR"
+                missing = [c for c in expected if c not in cols]
+                if missing:
+                    self.warnings.append((what, f"breaks the {kind} contract (no {', '.join(missing)}): not read"))
+                    continue
                 source = a.manifest.name + (f"/{partition}" if partition else "")
                 selects.append(
                     f"""SELECT {_sql_str(a.manifest.id)} AS artifact_id, {_sql_str(a.manifest.name)} AS artifact,
                     {_sql_str(partition)} AS partition, {_sql_str(source)} AS source, filename AS file,
-                    {"CAST(id AS VARCHAR)" if "id" in cols else "NULL::VARCHAR"} AS doc_id,
-                    CAST(text AS VARCHAR) AS text,
+                    CAST(id AS VARCHAR) AS doc_id, CAST(text AS VARCHAR) AS text,
                     {tokens} AS tokens, {_as_json("metadata", meta_type)} AS metadata
                     FROM {relation}"""
                 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -12,6 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from nano2.audit import Audit
+from nano2.contracts.chat import CHAT_SCHEMA, chat_record, encode_metadata
+from nano2.contracts.documents import DOCUMENT_SCHEMA, SUBSET_KEY, Meta, document_record
+from nano2.contracts.shards import DECISIONS_SCHEMA, decisions_dir, shard_name, subset_dir
 from nano2.manifest import write_manifest
 from tests.conftest import SPECS
 
@@ -19,75 +21,102 @@ WEB = {"high": [(f"h{i}", 3000) for i in range(15)], "medium": [(f"m{i}", 5000) 
 DROPS = [("d0", "url_filter", "banned_word"), ("d1", "url_filter", "banned_word"), ("d2", "gopher", "too_short")]
 
 
-def _docs_table(docs):
-    return pa.table(
-        {
-            "text": [f"document {doc_id} " * 5 for doc_id, _ in docs],
-            "id": [doc_id for doc_id, _ in docs],
-            "metadata": [{"token_count": n, "url": f"https://example.org/{doc_id}"} for doc_id, n in docs],
-        }
-    )
+def _docs_table(docs, subset: str | None = None):
+    """Documents of the contract (`nano2.contracts.documents`)."""
+    rows = [
+        document_record(
+            doc_id=doc_id,
+            text=f"document {doc_id} " * 5,
+            source="test",
+            token_count=n,
+            metadata={Meta.URL: f"https://example.org/{doc_id}", Meta.LEVEL: subset},
+        )
+        for doc_id, n in docs
+    ]
+    return pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
 
 
-def _write_jsonl(path: Path, docs, gz=False):
+def _write_jsonl(path: Path, docs):
+    """Documents of the contract as JSON lines (the audit reads both formats)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = "".join(
-        json.dumps({"text": f"text of {d}", "id": d, "metadata": {"token_count": n}}) + "\n" for d, n in docs
-    )
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(lines)
-    else:
-        path.write_text(lines)
+    path.write_text("".join(json.dumps(row) + "\n" for row in _docs_table(docs).to_pylist()))
+
+
+def _write_chat(path: Path, rows):
+    """Chat rows of the contract (`nano2.contracts.chat`): token counts in the metadata JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = [
+        encode_metadata(
+            chat_record(
+                row_id=row_id,
+                messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                reasoning=False,
+                task="reasoning",
+                source_id=row_id,
+                prompt_version="1",
+                model="test",
+                sampling=None,
+                metadata={},
+                text=f"chat {row_id}",
+            ),
+            token_count=n,
+        )
+        for row_id, n in rows
+    ]
+    pq.write_table(pa.Table.from_pylist(records, schema=CHAT_SCHEMA), path)
 
 
 def build_root(root: Path, cli) -> Path:
     web = root / "curated" / "web"
-    by_level = {}
+    by_subset = {}
     for level, docs in WEB.items():
-        (web / f"level={level}").mkdir(parents=True)
-        pq.write_table(_docs_table(docs), web / f"level={level}" / "part-00000.parquet")
-        by_level[level] = {"documents": len(docs), "tokens": sum(n for _, n in docs)}
-    (web / "decisions").mkdir()
+        subset_dir(web, level).mkdir(parents=True)
+        pq.write_table(_docs_table(docs, level), subset_dir(web, level) / shard_name(0))
+        by_subset[level] = {"documents": len(docs), "tokens": sum(n for _, n in docs)}
+    decisions = decisions_dir(web)
     kept = [(d, "url_filter", True, None) for level in WEB.values() for d, _ in level]
     rows = kept + [(d, step, False, reason) for d, step, reason in DROPS] + [("d2", "url_filter", True, None)]
+    (decisions / "url_filter").mkdir(parents=True)
     pq.write_table(
-        pa.table(
-            {
-                "doc_id": [r[0] for r in rows],
-                "step": [r[1] for r in rows],
-                "kept": [r[2] for r in rows],
-                "reason": [r[3] for r in rows],
-                "scores": [{"quality": 0.5} for _ in rows],
-            }
+        pa.Table.from_pylist(
+            [{"doc_id": r[0], "url": None, "step": r[1], "kept": r[2], "reason": r[3], "scores": "{}"} for r in rows],
+            schema=DECISIONS_SCHEMA,
         ),
-        web / "decisions" / "part-00000.parquet",
+        decisions / "url_filter" / shard_name(0),
     )
+    write_manifest(decisions, kind="decisions", name="web-decisions", command="test")
     write_manifest(
         web,
         kind="documents",
         name="web",
         command="test",
         stats={
-            "documents": sum(v["documents"] for v in by_level.values()),
-            "tokens": sum(v["tokens"] for v in by_level.values()),
-            "by": {"level": by_level},
+            "documents": sum(v["documents"] for v in by_subset.values()),
+            "tokens": sum(v["tokens"] for v in by_subset.values()),
+            "by": {SUBSET_KEY: by_subset},
         },
     )
-    for rel, docs, gz in (
-        ("synthetic/rephrase", [(f"r{i}", 4000) for i in range(10)], True),
-        ("curated/code", [(f"c{i}", 4000) for i in range(10)], False),
-        ("synthetic/reasoning", [(f"s{i}", 2000) for i in range(10)], False),
+    rephrase = [(f"r{i}", 4000) for i in range(10)]
+    (root / "synthetic" / "rephrase").mkdir(parents=True)
+    pq.write_table(_docs_table(rephrase), root / "synthetic" / "rephrase" / shard_name(0))
+    code = [(f"c{i}", 4000) for i in range(10)]
+    _write_jsonl(root / "curated" / "code" / "00000.jsonl", code)
+    reasoning = [(f"s{i}", 2000) for i in range(10)]
+    _write_chat(root / "synthetic" / "reasoning" / shard_name(0), reasoning)
+    for rel, docs, kind in (
+        ("synthetic/rephrase", rephrase, "documents"),
+        ("curated/code", code, "documents"),
+        ("synthetic/reasoning", reasoning, "chat"),
     ):
-        _write_jsonl(root / rel / ("part-0.jsonl.gz" if gz else "part-0.jsonl"), docs, gz=gz)
         write_manifest(
             root / rel,
-            kind="documents",
+            kind=kind,
             name=rel.split("/")[-1],
             command="test",
             stats={"documents": len(docs), "tokens": sum(n for _, n in docs)},
         )
-    _write_jsonl(root / "stray" / "loose.jsonl", [("x", 1)])
+    (root / "stray").mkdir()
+    (root / "stray" / "loose.jsonl").write_text('{"text": "x"}\n')
     result = cli("mix", "plan", SPECS / "tiny.yaml", "-o", root / "plans" / "tiny" / "plan.json", "--data-root", root)
     assert result.code == 0, result.err
     return root
@@ -103,7 +132,7 @@ def test_views_exist(root):
     tables = {r[0] for r in db.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"manifests", "manifest_inputs", "manifest_stats", "documents", "decisions", "plan_phases",
             "plan_sources", "orphan_files", "audit_warnings"} <= tables  # fmt: skip
-    assert db.con.execute("SELECT count(*) FROM manifests").fetchall()[0][0] == 5
+    assert db.con.execute("SELECT count(*) FROM manifests").fetchall()[0][0] == 6
     assert db.con.execute("SELECT count(*) FROM audit_warnings").fetchall()[0][0] == 0
 
 
@@ -111,15 +140,15 @@ def test_tokens_by_source(root):
     db = Audit(root)
     got = dict(db.query("SELECT source, sum(tokens) FROM documents GROUP BY source").fetchall())
     assert got == {
-        "web/level=high": 45_000,
-        "web/level=medium": 125_000,
+        "web/subset=high": 45_000,
+        "web/subset=medium": 125_000,
         "rephrase": 40_000,
         "code": 40_000,
         "reasoning": 20_000,
     }
     # and the documents agree with what the manifests claim
     claimed = dict(db.query("SELECT name, tokens FROM manifests WHERE kind = 'documents'").fetchall())
-    assert claimed["web"] == got["web/level=high"] + got["web/level=medium"]
+    assert claimed["web"] == got["web/subset=high"] + got["web/subset=medium"]
 
 
 def test_drop_reasons_by_step(root):
@@ -201,3 +230,15 @@ def test_cli_bad_sql_is_one_line(root, cli):
 def test_empty_root(tmp_path, cli):
     result = cli("audit", tmp_path)
     assert result.code == 0 and "0 artifacts" in result.out
+
+
+def test_a_folder_breaking_the_document_contract_is_a_warning_not_a_guess(root):
+    """The manifest's kind names the contract; a documents folder with another layout is reported, never sniffed."""
+    legacy = root / "curated" / "legacy"
+    legacy.mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["x"], "metadata": [{"token_count": 5}]}), legacy / shard_name(0))
+    write_manifest(legacy, kind="documents", name="legacy", command="test")
+    db = Audit(root)
+    warnings = dict(db.query("SELECT what, warning FROM audit_warnings").fetchall())
+    assert any("legacy" in what and "breaks the documents contract" in w for what, w in warnings.items())
+    assert db.query("SELECT count(*) FROM documents WHERE artifact = 'legacy'").fetchall()[0][0] == 0
