@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars
 import pytest
 import yaml
 
 from nano2.audit import Audit
+from nano2.contracts.documents import DOCUMENT_SCHEMA, SUBSET_KEY
 from nano2.recipe import REPO, Runner, load_recipe
 
 MICRO = REPO / "recipes" / "micro.yaml"
@@ -78,6 +80,36 @@ def test_audit_answers_the_run_questions(micro_run):
     paths = {row[3] for row in lineage}
     assert any(p.startswith("data/curated/web") for p in paths), paths
     assert any(p.startswith("data/curated/code") for p in paths), paths
+
+
+@pytest.mark.realdata
+def test_every_document_folder_reads_with_one_schema(micro_run):
+    """One hive-partitioned polars scan reads every curated and synthetic document folder of the run, with the
+    document contract's schema, and its token counts equal what the manifests claim and the audit reads."""
+    runner, _ = micro_run
+    data = runner.run_dir / "data"
+    frame = polars.scan_parquet(data / "**" / "*.parquet", hive_partitioning=True).collect()
+    assert frame.columns[:5] == DOCUMENT_SCHEMA.names
+    assert len(frame) > 0
+    folders = {
+        "/".join(part for part in p.parent.relative_to(data).parts if not part.startswith(f"{SUBSET_KEY}="))
+        for p in data.rglob("*.parquet")
+    }
+    assert {"curated/web", "curated/code", "curated/multilingual"} <= folders, folders
+    with_documents = {
+        str(m.parent.relative_to(data))
+        for m in data.rglob("manifest.json")
+        if json.loads(m.read_text())["kind"] == "documents" and json.loads(m.read_text())["stats"]["documents"]
+    }
+    assert with_documents <= folders, with_documents - folders
+    assert not list(data.rglob("decisions")), "drop decisions must live beside data, not inside it"
+    audit = Audit(runner.run_dir)
+    by_artifact = dict(audit.query("SELECT artifact_id, sum(tokens) FROM documents GROUP BY artifact_id").fetchall())
+    claimed = dict(
+        audit.query("SELECT id, tokens FROM manifests WHERE kind = 'documents' AND path LIKE 'data/%'").fetchall()
+    )
+    assert claimed and all(by_artifact.get(i, 0) == (t or 0) for i, t in claimed.items()), (by_artifact, claimed)
+    assert frame["token_count"].sum() == sum(t or 0 for t in claimed.values())
 
 
 @pytest.mark.realdata
