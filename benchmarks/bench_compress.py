@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     from compress.config import CompressConfig
     from compress.distill import distill_student, evaluate
-    from compress.nas import run_search
+    from compress.pipeline import run_search
     from compress.prune import load_shape, prune_checkpoint
     from model.io import build_model, load_checkpoint, load_config, quiet_transformers
     from model.size import total_params

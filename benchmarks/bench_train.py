@@ -84,13 +84,10 @@ def spec(total_steps: int) -> dict:
 
 
 def compile_at(root: Path, data: dict):
-    from mixtures.compiler import compile_plan
-    from mixtures.sources import resolve_sources
+    from mixtures import compile_spec
     from mixtures.spec import MixtureSpec
 
-    mixture = MixtureSpec.model_validate(data)
-    tokens, origins = resolve_sources(mixture, root)
-    return compile_plan(mixture, tokens, origins)
+    return compile_spec(MixtureSpec.model_validate(data), root)[1]
 
 
 def loader_tokens_per_s(tokens_root: Path, steps: int) -> float:

@@ -2,8 +2,8 @@
 
 A calibration set is a LongTensor [samples, seq_len] of token ids, drawn deterministically (seeded) from one of:
 - a token file: `.safetensors` (tensor `input_ids`, or its only tensor) or `.npy` (read without pickle), 2-D;
-- a directory of Megatron `.bin/.idx` shards (read with train/indexed.py, the recipe's one reader): windows of
-  `seq_len` tokens at random offsets in the concatenated token stream, as Megatron's GPT dataset crosses
+- a directory of Megatron `.bin/.idx` shards (read with nano2/contracts/megatron.py, the recipe's one reader):
+  windows of `seq_len` tokens at random offsets in the concatenated token stream, as Megatron's GPT dataset crosses
   document boundaries;
 - a mixture spec (YAML): the spec's sources are compiled against `data_root`, and each source with local shards
   gets a share of the samples equal to its share of the plan's tokens (largest-remainder rounding).
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nano2.contracts.megatron import find_shards
 from nano2.errors import Nano2Error
-from train.indexed import find_shards
 
 TOKEN_FILE_SUFFIXES = (".safetensors", ".npy")
 SPEC_SUFFIXES = (".yaml", ".yml")

@@ -36,11 +36,8 @@ def importance_cmd(
     dtype: str = typer.Option("fp32", "--dtype", help="fp32 or bf16."),
 ) -> None:
     """Score FFN neurons, embedding channels, Mamba heads (within groups), attention heads and layers."""
-    from compress.calibration import load_calibration
-    from compress.importance import ImportanceSettings, compute_importance, save_scores
-    from compress.nas import _progress
-    from model.io import load_checkpoint, load_config
-    from nano2.manifest import input_ref
+    from compress.importance import ImportanceSettings
+    from compress.pipeline import measure_importance
 
     settings = ImportanceSettings(
         samples=samples,
@@ -56,14 +53,18 @@ def importance_cmd(
         if not sep or not name or not directory:
             raise Nano2Error(f"--source {item!r}: expected NAME=DIR")
         sources[name] = directory
-    cfg = load_config(checkpoint)
-    model = load_checkpoint(checkpoint, dtype=dtype, device=device)
-    tokens = load_calibration(calib, samples, seq_len, seed, data_root, cfg.vocab_size, sources)
     console = make_console()
-    with _progress(console) as progress:
-        scores = compute_importance(model, cfg, tokens, settings, progress)
-    inputs = [input_ref(checkpoint), input_ref(calib)]
-    save_scores(scores, output, cfg, settings, inputs, tokens=tokens.numel())
+    scores, cfg = measure_importance(
+        checkpoint,
+        calib,
+        output,
+        settings,
+        data_root=data_root,
+        sources=sources,
+        device=device,
+        dtype=dtype,
+        console=console,
+    )
     console.print(f"wrote {output}: scores from {samples} x {seq_len} calibration tokens")
     if scores.depth_removal_order:
         table = Table(title="depth ranking (least important first)", title_justify="left")
@@ -150,7 +151,8 @@ def search_cmd(
 ) -> None:
     """Candidates under the memory budget and parameter band; with a parent checkpoint, ranked depth then width."""
     from compress.config import load_compress_config
-    from compress.nas import band, format_params, neighbours, run_search
+    from compress.nas import band, format_params, neighbours
+    from compress.pipeline import run_search
     from model.size import get_gpu
 
     cfg = load_compress_config(config)
@@ -229,7 +231,7 @@ def distill_cmd(
 ) -> None:
     """Logit-KL distillation of the pruned child from the parent, in train/'s loop (checkpoints, resume, torchrun)."""
     from compress.config import load_compress_config
-    from compress.distill import distill_run
+    from compress.pipeline import distill_run
 
     cfg = load_compress_config(config)
     report = distill_run(cfg, config, output, student, resume, stop_at_step, progress, evaluate_after=evaluate_after)

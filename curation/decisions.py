@@ -1,33 +1,26 @@
 """The decisions table: one Parquet row for every document a step drops, so `nano2 audit` can answer why.
 
-Rows are `(doc_id, url, step, kept, reason, scores)`, `scores` a JSON object of whatever the step measured. Files go
-to `<output>/decisions/<step>/<rank>.parquet`, inside the run's artifact directory, where the audit finds them.
-Two ways in: pass `decisions_writer(out, step)` as a datatrove filter's `exclusion_writer` (datatrove sets
-`metadata["filter_reason"]`), or call `drop(...)` from our own steps.
+Rows follow `nano2.contracts.shards.DECISIONS_SCHEMA`: `(doc_id, url, step, kept, reason, scores)`, `scores` a JSON
+object of whatever the step measured. A writer is named by the artifact the pipeline writes and the step; its
+files go beside that artifact, never inside it (`decisions_dir`), so a glob over documents never meets them.
+Two ways in: pass a `DecisionsWriter` as a datatrove filter's `exclusion_writer` (datatrove sets
+`metadata["filter_reason"]`), or call `mark_drop(...)` from our own steps before writing the document to one.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from datatrove.data import Document
 from datatrove.pipeline.writers import ParquetWriter
 
-DECISIONS_SCHEMA = pa.schema(
-    [
-        ("doc_id", pa.string()),
-        ("url", pa.string()),
-        ("step", pa.string()),
-        ("kept", pa.bool_()),
-        ("reason", pa.string()),
-        ("scores", pa.string()),
-    ]
-)
-SCORE_KEY = "decision_scores"
+from nano2.contracts.documents import Meta
+from nano2.contracts.shards import DECISIONS_SCHEMA, SHARD_TEMPLATE, step_decisions_dir
 
-DECISIONS_DIR = "decisions"  # below an artifact: drop records, never documents (readers of documents skip it)
+SCORE_KEY = "decision_scores"  # working metadata key: what a step measured on a document it drops
+REASON_KEY = "filter_reason"  # datatrove's key for why a filter dropped a document
 
 
 def _json_safe(value: Any) -> Any:
@@ -41,19 +34,24 @@ def _json_safe(value: Any) -> Any:
 
 
 class DecisionsWriter(ParquetWriter):
-    """A ParquetWriter whose rows are decisions, not documents."""
+    """A ParquetWriter whose rows are decisions, not documents: `<decisions of artifact_dir>/<step>/<rank>.parquet`.
+
+    `default_reason` is the reason of documents that arrive without one (datatrove's dedup filters drop without
+    saying why).
+    """
 
     name = "🧾 Decisions"
 
-    def __init__(self, output_folder: str, step: str, batch_size: int = 1000, default_reason: str | None = None):
+    def __init__(self, artifact_dir: str | Path, step: str, batch_size: int = 1000, default_reason: str | None = None):
         self.step = step
-        self.default_reason = default_reason  # for writers handed documents without a filter_reason
+        self.default_reason = default_reason
         super().__init__(
-            f"{str(output_folder).rstrip('/')}/{DECISIONS_DIR}",
-            output_filename=f"{step}/${{rank}}.parquet",
+            str(step_decisions_dir(artifact_dir, step)),
+            output_filename=SHARD_TEMPLATE,
             adapter=_decision_row,
             schema=DECISIONS_SCHEMA,
             batch_size=batch_size,
+            max_file_size=-1,  # one file per rank, named like every other shard
             use_content_defined_chunking=False,
         )
 
@@ -62,21 +60,17 @@ def _decision_row(writer: DecisionsWriter, document: Document) -> dict[str, Any]
     meta = document.metadata
     return {
         "doc_id": str(document.id),
-        "url": meta.get("url"),
+        "url": meta.get(Meta.URL),
         "step": writer.step,
         "kept": False,
-        "reason": meta.get("filter_reason") or writer.default_reason,
+        "reason": meta.get(REASON_KEY) or writer.default_reason,
         "scores": json.dumps(_json_safe(meta.get(SCORE_KEY, {})), sort_keys=True),
     }
 
 
-def decisions_writer(output_folder: str, step: str) -> DecisionsWriter:
-    return DecisionsWriter(output_folder, step)
-
-
 def mark_drop(document: Document, reason: str, scores: dict[str, Any] | None = None) -> Document:
     """Annotate a document with why it is dropped (before handing it to a DecisionsWriter)."""
-    document.metadata["filter_reason"] = reason
+    document.metadata[REASON_KEY] = reason
     if scores:
         document.metadata[SCORE_KEY] = scores
     return document

@@ -1,4 +1,4 @@
-"""Which tokenizer counts tokens in curated data.
+"""Which tokenizer counts tokens in curated data (the run's *counting tokenizer*, see nano2.contracts.tokens).
 
 `default` is the real byte-level BPE `tokenizer.json` that ships inside the `anthropic==0.34.2` package, so token
 counts work offline on any machine that installed the project; a path to any `tokenizer.json` (e.g. the Nano 2
@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from nano2.contracts.tokens import tokenizer_id
 from nano2.errors import Nano2Error
 
 
@@ -31,3 +32,14 @@ def resolve_tokenizer(name_or_path: str) -> str:
     if path.is_dir() and (path / "tokenizer.json").exists():
         return str(path / "tokenizer.json")
     return name_or_path
+
+
+def counting_tokenizer_id(name_or_path: str) -> str:
+    """The `stats.tokenizer` of a curated manifest: `tokenizer_id` of the counting tokenizer's file.
+
+    `default` keeps its name; a hub id with no local file names itself (there is nothing here to hash).
+    """
+    resolved = Path(resolve_tokenizer(name_or_path))
+    if not resolved.is_file():
+        return name_or_path
+    return tokenizer_id(resolved, name="default" if name_or_path == "default" else None)

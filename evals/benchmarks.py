@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nano2.errors import Nano2Error
+from verify.gsm8k import require_gsm8k_gold
 
 PROMPT_VERSION = "v1"
 REPO = Path(__file__).resolve().parent.parent
@@ -198,13 +199,6 @@ def is_eval_file(path: str | Path, data_dir: str | Path | None = None) -> bool:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def gsm8k_final_answer(solution: str) -> str:
-    """The number after the last `####` of a GSM8K solution."""
-    if "####" not in solution:
-        raise Nano2Error(f"GSM8K solution without a '#### N' line: {solution[-80:]!r}")
-    return solution.rsplit("####", 1)[1].strip()
-
-
 def strip_calculator_annotations(solution: str) -> str:
     """GSM8K solutions mark calculator calls as <<48/2=24>>; the few-shot exemplars show the plain text."""
     out, index = [], 0
@@ -244,7 +238,7 @@ def load_gsm8k(
             kind="math",
             prompt=f"{prefix}Question: {row['question'].strip()}\nAnswer:",
             messages=_user(f"{row['question'].strip()}\n{BOXED_INSTRUCTION}"),
-            answer=gsm8k_final_answer(row["answer"]),
+            answer=require_gsm8k_gold(row["answer"]),
             reference=row["answer"],
             stop=("\nQuestion:",),
             metadata={"split": split, "shots": shots, "prompt_version": PROMPT_VERSION},
@@ -316,7 +310,7 @@ def load_hmmt25(data_dir: str | Path | None = None) -> list[EvalItem]:
 
 def load_minerva_math(data_dir: str | Path | None = None) -> list[EvalItem]:
     """Minerva OCW problems (272): the gold answer is the last \\boxed{} of the reference solution."""
-    from evals.math_scoring import last_boxed
+    from verify.math import last_boxed
 
     path = benchmark_path("evals/minerva_math_test.jsonl", data_dir)
     items = []

@@ -23,24 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from evals.runner import (
-    SAMPLES_FILE,
-    EvalConfig,
-    PlannedItem,
-    ProgressCallback,
-    SampleStore,
-    Task,
-    benchmark_files,
-    estimate,
-    load_tasks,
-    model_identity,
-    model_label,
-    resolve_backend,
-    score_answers,
-    settings_hash,
-    torch_threads,
-    visible_answer,
-)
+from evals.config import EvalConfig
+from evals.intervals import estimate
+from evals.plan import PlannedItem, model_identity, settings_hash
+from evals.run import ProgressCallback, model_label, resolve_backend, torch_threads
+from evals.scoring import score_answers, scored_answer
+from evals.store import SAMPLES_FILE, SampleStore
+from evals.tasks import Task, benchmark_files, load_tasks
 from nano2.errors import Nano2Error
 
 BUDGET_FILE, BUDGET_PLOT = "budget.json", "budget.png"
@@ -208,7 +197,7 @@ def _generate(
                 outputs.append((p, i, result, text))
                 if on_progress:
                     on_progress(reused + generated + len(outputs), total, f"budget {budget}")
-            pairs = [(p.task, visible_answer(text, "chat", True)) for p, _, _, text in outputs]
+            pairs = [(p.task, scored_answer(text, "chat", True)) for p, _, _, text in outputs]
             verdicts = score_answers(pairs, cfg.sandbox, cfg.sandbox_workers)
             store.add(
                 _record(p, i, budget, result, text, verdict)

@@ -55,7 +55,8 @@ def run_cmd(
     rescore: bool = typer.Option(False, "--rescore", help="Score the stored outputs again (after a scorer fix)."),
 ) -> None:
     """Generate what is missing (a rerun resumes), score, and write samples.jsonl, summary.json and a report."""
-    from evals.runner import load_eval_config, resolve_backend, run_eval
+    from evals.config import load_eval_config
+    from evals.run import resolve_backend, run_eval
     from nano2.console import make_console
 
     cfg = load_eval_config(config)
@@ -96,7 +97,8 @@ def budget_cmd(
 ) -> None:
     """Accuracy and mean generated tokens vs thinking budget (Nano 2's budget rule); JSON + plot."""
     from evals.budget import run_budget_curve
-    from evals.runner import load_eval_config, resolve_backend
+    from evals.config import load_eval_config
+    from evals.run import resolve_backend
     from nano2.console import make_console
 
     cfg = load_eval_config(config)

@@ -247,7 +247,7 @@ def run_throughput(
 
     `threads` sets torch's CPU threads for the local engine (restored afterwards).
     """
-    from evals.runner import torch_threads
+    from evals.run import torch_threads
 
     if batch < 1 or repeats < 1:
         raise Nano2Error(f"--batch and --repeats must be >= 1, got {batch} and {repeats}")

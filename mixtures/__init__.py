@@ -1,4 +1,7 @@
-"""Declared phase mixtures compiled into exact token plans (`nano2 mix`)."""
+"""Declared phase mixtures compiled into exact token plans (`nano2 mix`).
+
+`compile_spec` is the one path from a spec to its plan (sources resolved, empty optional sources left out, then
+`compiler.compile_plan`): `nano2 mix`, train/ and compress/ all compile through it."""
 
 from pathlib import Path
 
@@ -15,34 +18,37 @@ __all__ = [
     "PlanError",
     "SourceOrigin",
     "compile_plan",
+    "compile_spec",
     "compile_spec_file",
     "left_out_sources",
     "load_spec",
-    "plan_from_spec_file",
     "read_plan",
     "resolve_sources",
     "without_empty_optional_sources",
 ]
 
 
-def compile_spec_file(spec_path: str | Path, data_root: str | Path = ".") -> tuple[MixtureSpec, Plan]:
-    """Load a spec file, resolve its sources under `data_root` and compile it; errors name the file.
+def compile_spec(
+    spec: MixtureSpec, data_root: str | Path = ".", spec_path: str | Path | None = None
+) -> tuple[MixtureSpec, Plan]:
+    """Resolve a spec's sources under `data_root` and compile it: the one path from a spec to its plan.
 
-    Optional sources with no tokens are left out first (the returned spec is the one compiled)."""
-    spec = load_spec(spec_path)
+    Optional sources with no tokens are left out first (the returned spec is the one compiled). Source errors name
+    `spec_path`; a PlanError is left to the caller, which knows what budget it asked for."""
     tokens, origins = resolve_sources(spec, data_root, spec_file=spec_path)
     spec = without_empty_optional_sources(spec, tokens, spec_path)
     tokens = {name: n for name, n in tokens.items() if name in spec.sources}
     origins = {name: o for name, o in origins.items() if name in spec.sources}
+    return spec, compile_plan(spec, tokens, origins)
+
+
+def compile_spec_file(spec_path: str | Path, data_root: str | Path = ".") -> tuple[MixtureSpec, Plan]:
+    """Load a spec file and compile it (`compile_spec`); every error names the file."""
+    spec = load_spec(spec_path)
     try:
-        return spec, compile_plan(spec, tokens, origins)
+        return compile_spec(spec, data_root, spec_path)
     except PlanError as exc:
         raise ConfigError(spec_path, None, str(exc)) from exc
-
-
-def plan_from_spec_file(spec_path: str | Path, data_root: str | Path = ".") -> Plan:
-    """The compiled plan of a spec file (see `compile_spec_file`)."""
-    return compile_spec_file(spec_path, data_root)[1]
 
 
 def without_empty_optional_sources(spec: MixtureSpec, tokens: dict[str, int], spec_path=None) -> MixtureSpec:

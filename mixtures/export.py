@@ -16,6 +16,7 @@ from pathlib import Path
 from mixtures.plan import Plan
 from mixtures.sources import resolve_source_path
 from mixtures.spec import MixtureSpec
+from nano2.contracts.megatron import read_index_tokens
 
 DEFAULT_PREFIX_TEMPLATE = "{source}/{source}_text_document"
 
@@ -26,19 +27,12 @@ class MegatronShard:
     tokens: int
 
 
-def read_megatron_index_tokens(idx_path: str | Path) -> int:
-    """Token count of a Megatron .bin/.idx pair, read from the .idx header and sequence lengths."""
-    from train.indexed import read_index_tokens  # the one reader/writer of the format (train/indexed.py)
-
-    return read_index_tokens(idx_path)
-
-
 def find_megatron_shards(directory: Path) -> list[MegatronShard]:
     """All .idx/.bin pairs under a source directory, sorted by path."""
     shards = []
     for idx in sorted(directory.rglob("*.idx")):
         if idx.with_suffix(".bin").exists():
-            shards.append(MegatronShard(prefix=str(idx.with_suffix("")), tokens=read_megatron_index_tokens(idx)))
+            shards.append(MegatronShard(prefix=str(idx.with_suffix("")), tokens=read_index_tokens(idx)))
     return shards
 
 

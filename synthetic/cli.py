@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from nano2.errors import Nano2Error
+from nano2.manifest import Manifest
 
 app = typer.Typer(
     help="Synthetic data: Nemotron-CC rephrasing, translation, verified reasoning, truncated traces, long-context QA.",
@@ -50,7 +51,7 @@ def run_cmd(
     console.print(f"requests: {r.jobs} ({r.cached} cached, {r.sent} sent, {r.failed} failed)", highlight=False)
     dropped = sum(n for reasons in result.drops.values() for n in reasons.values())
     if dropped:
-        console.print(f"dropped: {dropped} (see `nano2 synth stats {cfg.output_dir}`)", highlight=False)
+        console.print(f"dropped: {dropped} (see `nano2 synth stats {config}`)", highlight=False)
 
 
 def _read_document(path: Path, index: int, text_key: str) -> str:
@@ -82,11 +83,10 @@ def preview_cmd(
     """Render the prompt a task would send for one document (messages and the Nano 2 chat text)."""
     from model.tokenizer import render_chat
     from nano2.console import make_console
+    from synthetic.config import LANGUAGE_NAMES, REPHRASE_TASKS
     from synthetic.prompting import load_prompt
     from synthetic.tasks import TASKS
     from synthetic.tasks.common import chunk_by_tokens, token_counter
-    from synthetic.tasks.rephrase import REPHRASE_TASKS
-    from synthetic.tasks.translate import LANGUAGE_NAMES
 
     if task not in TASKS:
         raise Nano2Error(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -117,25 +117,50 @@ def preview_cmd(
     console.rule(f"{counter.count(rendered):,} tokens ({tokenizer} tokenizer)")
 
 
+def _stage_manifests(paths: list[Path]) -> list[tuple[Path, Manifest]]:
+    """The stage artifacts synthesis wrote at or directly below each path (a config file names both its roots)."""
+    from nano2.manifest import MANIFEST_NAME, ArtifactKind, read_manifest
+    from synthetic.config import load_synth_config
+    from synthetic.records import SYNTHETIC_STAGE
+
+    roots: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            cfg = load_synth_config(path)
+            roots += [Path(cfg.output_dir), Path(cfg.chat_dir)]
+        elif path.is_dir():
+            roots.append(path)
+        else:
+            raise Nano2Error(f"{path}: not a synthesis config or directory")
+    found = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        dirs = [root] if (root / MANIFEST_NAME).exists() else sorted(p for p in root.iterdir() if p.is_dir())
+        for d in dirs:
+            if (d / MANIFEST_NAME).exists():
+                manifest = read_manifest(d)
+                if SYNTHETIC_STAGE in manifest.extra and manifest.kind != ArtifactKind.DECISIONS:
+                    found.append((d, manifest))
+    return found
+
+
 @app.command("stats")
 def stats_cmd(
-    out: Path = typer.Argument(..., help="A synthesis output_dir (or one stage directory in it)."),
+    paths: list[Path] = typer.Argument(
+        ..., help="A synthesis config (both its roots), or output_dir / chat_dir / stage directories."
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG: tokens by task, drops by reason."),
 ) -> None:
     """Rows and tokens by task, drops by reason, and requests, from the stage manifests."""
     from rich.table import Table
 
     from nano2.console import make_console
-    from nano2.manifest import MANIFEST_NAME, read_manifest
-    from synthetic.records import MANIFEST_KIND
 
-    if not out.is_dir():
-        raise Nano2Error(f"{out}: not a directory")
-    dirs = [out] if (out / MANIFEST_NAME).exists() else sorted(p for p in out.iterdir() if (p / MANIFEST_NAME).exists())
-    manifests = [(d, read_manifest(d)) for d in dirs]
-    manifests = [(d, m) for d, m in manifests if m.kind == MANIFEST_KIND]
+    manifests = _stage_manifests(paths)
     if not manifests:
-        raise Nano2Error(f"{out}: no synthetic stage artifacts (manifest.json of kind {MANIFEST_KIND!r}) here")
+        where = ", ".join(str(p) for p in paths)
+        raise Nano2Error(f"{where}: no synthetic stage artifacts (manifest.json written by `nano2 synth`) here")
     console = make_console()
     rows = Table(title="rows")
     for col in ("stage", "task", "rows", "tokens"):
@@ -162,7 +187,7 @@ def stats_cmd(
         console.print(f"wrote {plot}", highlight=False)
 
 
-def plot_stats(manifests: list, path: Path) -> None:
+def plot_stats(manifests: list[Manifest], path: Path) -> None:
     """Two panels: kept tokens by task, and drops by task and reason (what the run threw away, and why)."""
     import matplotlib
 

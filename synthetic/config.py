@@ -1,10 +1,16 @@
 """The synthesis config (`synthetic/configs/tiny.yaml`, `nano2.yaml`), validated strictly.
 
-One backend, one output directory, and one section per stage; a stage without `enabled: true` is skipped. Paths
-may use `{shared_data}` (`NANO2_SHARED_DATA`, default `../shared/data`) and are otherwise relative to the current
-directory. Defaults are the paper's figures (paper-facts §3-5): max input/output tokens per rephrasing task,
-15 translation languages, 10% empty traces, 1-2k-token truncation budgets, 1024-token chunks with 10% QA. The
-preference stage's sampling figures are ours (the paper does not publish them).
+One backend, two output roots, and one section per stage; a stage without `enabled: true` is skipped. Documents
+(rephrase, translate, long_context: `nano2.contracts.documents`) go below `output_dir`, chat and preference rows
+(reasoning, truncate, preference: `nano2.contracts.chat`) below `chat_dir`, so one hive-partitioned scan of a run's
+`data` folder reads every document with one schema and never meets a chat row. Paths may use `{shared_data}`
+(`NANO2_SHARED_DATA`, default `../shared/data`) and are otherwise relative to the current directory. Defaults are
+the paper's figures (paper-facts §3-5): max input/output tokens per rephrasing task, 15 translation languages, 10%
+empty traces, 1-2k-token truncation budgets, 1024-token chunks with 10% QA. The preference stage's sampling
+figures are ours (the paper does not publish them).
+
+The task vocabularies the config validates against (rephrasing tasks, translation languages) live here, so the
+tasks (which read the config) depend on the config and never the other way round.
 """
 
 from __future__ import annotations
@@ -18,8 +24,25 @@ from curation.web.config import expand_path
 from curation.web.steps import MULTILINGUAL_LANGUAGES
 from nano2.config import load_yaml_model
 from synthetic.backends import BackendConfig
-from synthetic.tasks.rephrase import HIGH_TASKS, LOW_TASKS, REPHRASE_TASKS, TOKEN_LIMITS
-from synthetic.tasks.translate import LANGUAGE_NAMES
+
+HIGH_TASKS = ("diverse_qa", "distill", "extract_knowledge", "knowledge_list")
+LOW_TASKS = ("wiki_paraphrase",)
+REPHRASE_TASKS = (*HIGH_TASKS, *LOW_TASKS)
+# Max input / output tokens per request (paper-facts §4, from the Nemotron-CC recipe); wiki_paraphrase has no
+# published limit, so it gets distill's.
+TOKEN_LIMITS = {
+    "diverse_qa": (1000, 600),
+    "distill": (2000, 1600),
+    "extract_knowledge": (1400, 1400),
+    "knowledge_list": (1000, 600),
+    "wiki_paraphrase": (2000, 1600),
+}
+# The target languages a translation prompt can name (the 15 of the multilingual crawl, and English)
+LANGUAGE_NAMES = {
+    "ar": "Arabic", "zh": "Chinese (Simplified)", "da": "Danish", "nl": "Dutch", "fr": "French", "de": "German",
+    "it": "Italian", "ja": "Japanese", "ko": "Korean", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
+    "es": "Spanish", "sv": "Swedish", "th": "Thai", "en": "English",
+}  # fmt: skip
 
 STAGES = ("rephrase", "translate", "reasoning", "preference", "truncate", "long_context")
 
@@ -29,11 +52,11 @@ class _Strict(BaseModel):
 
 
 class InputConfig(_Strict):
-    """Documents: a Parquet/JSONL(.gz) file or a directory of them (decisions/ folders are skipped)."""
+    """Documents: a Parquet/JSONL(.gz) file or a directory of them (a contract document folder, or any other)."""
 
     path: str
     format: Literal["auto", "parquet", "jsonl"] = "auto"
-    glob: str | None = Field(default=None, description="file pattern below a directory, e.g. 'level=high/*.parquet'")
+    glob: str | None = Field(default=None, description="file pattern below a directory, e.g. 'subset=high/*.parquet'")
     text_key: str = "text"
     id_key: str = "id"
     limit: int | None = Field(default=None, ge=1, description="documents read from this input at most")
@@ -195,7 +218,14 @@ class LongContextConfig(_Strict):
 
 class SynthConfig(_Strict):
     name: str = "synthetic"
-    output_dir: str = Field(description="stage artifacts go to <output_dir>/<stage>/, the request cache to .cache/")
+    output_dir: str = Field(
+        description="document stages (rephrase, translate, long_context) go to <output_dir>/<stage>/, the request "
+        "cache to <output_dir>/.cache/; in a recipe run: RUN/data/synthetic"
+    )
+    chat_dir: str = Field(
+        description="chat stages (reasoning, truncate, preference) go to <chat_dir>/<stage>/; outside any document "
+        "tree, so a scan of documents never meets a chat row; in a recipe run: RUN/chat/synthetic"
+    )
     backend: BackendConfig
     tokenizer: str = Field(default="default", description="counts tokens (stats, chunks, budgets); a tokenizer.json")
     seed: int = 0
@@ -208,7 +238,7 @@ class SynthConfig(_Strict):
     truncate: TruncateConfig = Field(default_factory=TruncateConfig)
     long_context: LongContextConfig = Field(default_factory=LongContextConfig)
 
-    @field_validator("output_dir")
+    @field_validator("output_dir", "chat_dir")
     @classmethod
     def _expand(cls, v: str) -> str:
         return expand_path(v)
@@ -216,7 +246,7 @@ class SynthConfig(_Strict):
     @model_validator(mode="after")
     def _stages(self) -> SynthConfig:
         if self.translate.enabled and not self.rephrase.enabled:
-            raise ValueError("translate reads the rephrase stage's DiverseQA rows: enable rephrase too")
+            raise ValueError("translate reads the rephrase stage's DiverseQA documents: enable rephrase too")
         if self.truncate.enabled and self.truncate.from_reasoning and not self.reasoning.enabled:
             raise ValueError("truncate.from_reasoning needs the reasoning stage: enable it, or from_reasoning: false")
         for stage in ("rephrase", "reasoning", "preference", "long_context"):
@@ -225,14 +255,33 @@ class SynthConfig(_Strict):
                 raise ValueError(f"{stage} is enabled but has no inputs")
         return self
 
+    @model_validator(mode="after")
+    def _separate_roots(self) -> SynthConfig:
+        documents, chat = Path(self.output_dir).absolute(), Path(self.chat_dir).absolute()
+        if documents == chat or documents in chat.parents or chat in documents.parents:
+            raise ValueError(
+                f"chat_dir {self.chat_dir} and output_dir {self.output_dir} must not contain each other: chat rows "
+                "inside a document tree break its one-schema scan (a recipe run uses RUN/data/synthetic and "
+                "RUN/chat/synthetic)"
+            )
+        return self
+
     def stage_dir(self, stage: str) -> Path:
-        return Path(self.output_dir) / STAGE_DIRS[stage]
+        root = self.output_dir if stage in DOCUMENT_STAGES else self.chat_dir
+        return Path(root) / STAGE_DIRS[stage]
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.output_dir) / ".cache" / "requests.sqlite"
 
     def enabled_stages(self) -> list[str]:
         return [s for s in STAGES if getattr(self, s).enabled]
 
 
-# where each stage's artifact goes below output_dir (mixture specs name `synthetic/rephrase`, `synthetic/reasoning`)
+# Which root each stage writes to, and its folder there (mixture specs name `synthetic/rephrase`, the SFT and DPO
+# configs `<chat root>/reasoning`, `truncated`, `preference`)
+DOCUMENT_STAGES = ("rephrase", "translate", "long_context")
+CHAT_STAGES = ("reasoning", "preference", "truncate")
 STAGE_DIRS = {
     "rephrase": "rephrase",
     "translate": "translate",

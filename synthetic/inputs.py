@@ -1,8 +1,9 @@
-"""Read input documents and problems: curated Parquet (text, id, metadata struct) or JSONL(.gz) rows.
+"""Read input documents and problems: contract documents (`nano2.contracts.documents`) or other Parquet/JSONL(.gz).
 
 Files are listed in sorted order (so a rerun sees the same documents in the same order) and read with datatrove's
-readers, whose adapter flattens a `metadata` column or object into `Document.metadata`. `decisions/` folders of
-curated artifacts are skipped: they hold dropped documents, not data. A document without text is skipped and
+readers, whose adapter flattens a `metadata` column or object into `Document.metadata` (a contract document's
+`Meta` fields, `source` and `token_count` among them). Drop decisions never live inside a document folder (the
+contract keeps them beside it), so every file below an input is data. A document without text is skipped and
 counted by the caller.
 """
 
@@ -27,9 +28,12 @@ def _metadata(doc) -> dict[str, Any]:
 
 @dataclass
 class SourceDoc:
+    """One input document: `source` is the input it was read from (what a generated document names as its source)."""
+
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
 
 
 def _kind(path: Path, fmt: str) -> str | None:
@@ -52,11 +56,7 @@ def input_files(spec: InputConfig) -> list[Path]:
         files = [root]
     else:
         pattern = spec.glob or "**/*"
-        files = sorted(
-            p
-            for p in root.glob(pattern)
-            if p.is_file() and "decisions" not in p.relative_to(root).parts and not p.name.startswith(".")
-        )
+        files = sorted(p for p in root.glob(pattern) if p.is_file() and not p.name.startswith("."))
         files = [p for p in files if _kind(p, spec.format) is not None]
     if not files:
         raise Nano2Error(f"input {root}: no Parquet or JSONL files (glob {spec.glob or '**/*'})")
@@ -82,7 +82,7 @@ def iter_documents(spec: InputConfig) -> Iterator[SourceDoc]:
             if spec.limit is not None and seen >= spec.limit:
                 return
             seen += 1
-            yield SourceDoc(id=_doc_id(doc.id, path), text=doc.text or "", metadata=_metadata(doc))
+            yield SourceDoc(id=_doc_id(doc.id, path), text=doc.text or "", metadata=_metadata(doc), source=spec.path)
 
 
 def _doc_id(raw: Any, path: Path) -> str:
@@ -115,4 +115,4 @@ def iter_problems(spec: ProblemInput) -> Iterator[SourceDoc]:
             doc_id = _doc_id(doc.id, path)
             if "/" not in doc_id:  # ids from an id field: name the file, since problem sets share numbering
                 doc_id = f"{path.name.split('.')[0]}/{doc_id}"
-            yield SourceDoc(id=doc_id, text=doc.text or "", metadata=_metadata(doc))
+            yield SourceDoc(id=doc_id, text=doc.text or "", metadata=_metadata(doc), source=spec.path)

@@ -17,10 +17,10 @@ from string import Template
 from pydantic import BaseModel, ConfigDict, Field
 
 from nano2.config import load_yaml_model
+from nano2.contracts.chat import NO_THINK_SWITCH, THINK_SWITCH
 from nano2.errors import Nano2Error
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
-NO_THINK, THINK = "/no_think", "/think"
 
 
 class PromptFile(BaseModel):
@@ -56,7 +56,7 @@ class Prompt:
             user = Template(self.user).substitute(**fields).strip()
         except KeyError as exc:
             raise Nano2Error(f"prompt {self.tag}: no value for placeholder ${exc.args[0]}") from None
-        switch = THINK if reasoning else NO_THINK
+        switch = THINK_SWITCH if reasoning else NO_THINK_SWITCH
         system = f"{self.system.strip()}\n{switch}".strip()
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

@@ -1,21 +1,18 @@
-"""The records synthetic/ writes: chat rows as Parquet, drops as decisions, one manifest per stage artifact.
+"""What synthetic/ writes: documents and chat rows of the contracts, drop decisions beside them, one manifest each.
 
-Chat/SFT rows follow the data contract that `train/` reads: `id`, `messages` (list of {role, content}; the last is
-the assistant target), `reasoning`, `task`, `source_id`, `prompt_version`, `model`, `sampling` (JSON), `metadata`
-(JSON). One more column, `text`, is the row as pretraining text, because the mixtures also read these artifacts as
-pretraining sources (`synthetic/rephrase`, `synthetic/reasoning`) and `nano2 audit` reads documents by `text`:
-the rephrased document for rephrasing tasks, the document with its appended QA for long-context rows, the
-translated pairs for translations, and the contract's training text for reasoning rows. `metadata.token_count`
-is that text's length in tokens of the configured tokenizer (what the manifest's stats sum up).
+- Documents (rephrase, translate, long_context) are `nano2.contracts.documents` rows: the text a pretraining mixture
+  reads, `token_count` in the counting tokenizer, provenance in the typed metadata (`Meta.TASK`, `PARENT_ID`, ...).
+- Chat and preference rows (reasoning, truncate, preference, teacher demonstrations) are built by the chat
+  contract's one writer (`chat_record`, `preference_record`) and checked by its one validator before they are
+  written, so a row synthesis writes is a row the trainer keeps (one that breaks the contract is a counted drop).
+  A row's `text` is its training text (`model.tokenizer.chat_training_text`), `metadata.token_count` its length.
 
-Preference rows (the DPO stage's input) are chat rows of the chosen conversation with `messages` cut to the prompt
-turns, plus `chosen` and `rejected` (assistant strings in the target format); their `text` is the chosen
-conversation's training text, so token counts mean the same as for the other stages.
-
-Files: `<stage dir>/<key>=<value>/part-00000.parquet` (hive partitions by task or language, so a mixture can name
-`synthetic/rephrase/task=diverse_qa`), drops in `<stage dir>/decisions/<task>/*.parquet` (curation's
-decisions schema, so `nano2 audit` counts them), and `manifest.json` (kind `synthetic`, stats by partition, task,
-reasoning mode and drop reason).
+Files: `<stage dir>/subset=<value>/00000.parquet` (`nano2.contracts.shards`; the subset is the task, or the language
+of a translation) and `manifest.json` (kind documents, chat or preference; stats by subset and task, chat rows also
+by reasoning mode; `stats.tokenizer` names the counting tokenizer; `extra.synthetic_stage` marks it as ours). Drops
+go to the contract's decisions folder beside the stage dir (`decisions_dir`: `RUN/decisions/...` for a stage in a
+run's `data` folder, `<stage dir>.decisions` elsewhere), `<step>/00000.parquet` with a manifest of kind decisions,
+so `nano2 audit` counts them and no reader of the stage dir ever meets them.
 """
 
 from __future__ import annotations
@@ -30,25 +27,39 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nano2.manifest import InputRef, Manifest, OutputStats, Stats, current_command, write_manifest
-from synthetic.tasks.common import TokenCounter
-
-CHAT_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-        ("reasoning", pa.bool_()),
-        ("task", pa.string()),
-        ("source_id", pa.string()),
-        ("prompt_version", pa.string()),
-        ("model", pa.string()),
-        ("sampling", pa.string()),
-        ("metadata", pa.string()),
-        ("text", pa.string()),
-    ]
+from nano2.contracts.chat import (
+    CHAT_SCHEMA,
+    PREFERENCE_SCHEMA,
+    chat_record,
+    decode_metadata,
+    encode_metadata,
+    validate_chat_record,
 )
-PREFERENCE_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("chosen", pa.string()), pa.field("rejected", pa.string())])
-MANIFEST_KIND = "synthetic"
+from nano2.contracts.documents import (
+    DOCUMENT_SCHEMA,
+    SUBSET_KEY,
+    TOKEN_COUNT,
+    Meta,
+    check_document_schema,
+    document_record,
+)
+from nano2.contracts.shards import DECISIONS_SCHEMA, decisions_dir, shard_name, step_decisions_dir, subset_dir
+from nano2.errors import Nano2Error
+from nano2.manifest import (
+    MANIFEST_NAME,
+    ArtifactKind,
+    InputRef,
+    Manifest,
+    OutputStats,
+    Stats,
+    current_command,
+    read_manifest,
+    write_manifest,
+)
+from synthetic.tokens import TokenCounter
+
+SYNTHETIC_STAGE = "synthetic_stage"
+"""The `manifest.extra` key naming the synthesis stage that wrote an artifact: what marks a folder as ours."""
 
 
 def training_text(messages: Sequence[Mapping[str, str]]) -> str:
@@ -69,49 +80,11 @@ def chat_row(
     model: str,
     sampling: Mapping[str, Any] | None,
     metadata: Mapping[str, Any],
-    text: str | None = None,
 ) -> dict[str, Any]:
-    """One row of the contract (+ `text`, the training text of the chat when not given)."""
-    msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
-    if not msgs or msgs[-1]["role"] != "assistant":
-        raise ValueError(f"row {row_id}: the last message must be the assistant target")
-    return {
-        "id": row_id,
-        "messages": msgs,
-        "reasoning": bool(reasoning),
-        "task": task,
-        "source_id": source_id,
-        "prompt_version": prompt_version,
-        "model": model,
-        "sampling": json.dumps(dict(sampling or {}), sort_keys=True),
-        "metadata": dict(metadata),  # serialised on write, after token_count is added
-        "text": training_text(msgs) if text is None else text,
-    }
-
-
-def preference_row(
-    *,
-    row_id: str,
-    prompt: Sequence[Mapping[str, str]],
-    chosen: str,
-    rejected: str,
-    reasoning: bool,
-    task: str,
-    source_id: str,
-    prompt_version: str,
-    model: str,
-    sampling: Mapping[str, Any] | None,
-    metadata: Mapping[str, Any],
-) -> dict[str, Any]:
-    """One preference row: `messages` = the prompt turns, `chosen`/`rejected` = the two assistant strings, and
-    `text` = the training text of the chosen conversation (what a chat row of it would hold)."""
-    if not prompt or prompt[-1]["role"] == "assistant":
-        raise ValueError(f"row {row_id}: the prompt turns must not be empty or end with an assistant turn")
-    if not rejected.strip() or chosen == rejected:
-        raise ValueError(f"row {row_id}: rejected must be a non-empty answer different from chosen")
-    row = chat_row(
+    """A chat row of the contract whose `text` is the conversation's training text."""
+    return chat_record(
         row_id=row_id,
-        messages=[*prompt, {"role": "assistant", "content": chosen}],
+        messages=messages,
         reasoning=reasoning,
         task=task,
         source_id=source_id,
@@ -119,115 +92,172 @@ def preference_row(
         model=model,
         sampling=sampling,
         metadata=metadata,
+        text=training_text(messages),
     )
-    return {**row, "messages": row["messages"][:-1], "chosen": chosen, "rejected": rejected}
 
 
-def _check_ours(directory: Path) -> None:
-    """Refuse to empty a directory that is not a synthetic stage artifact (a typo in output_dir must not wipe data)."""
-    from nano2.errors import Nano2Error
-    from nano2.manifest import MANIFEST_NAME, read_manifest
-
-    if (directory / MANIFEST_NAME).exists():
-        kind = read_manifest(directory).kind
-        if kind != MANIFEST_KIND:
-            raise Nano2Error(f"{directory}: holds a {kind!r} artifact, not synthetic output; choose another output_dir")
+def _prepare_empty(directory: Path, kinds: Sequence[ArtifactKind]) -> None:
+    """Empty a folder synthesis wrote before; refuse one it did not (a typo in a config must never wipe data)."""
+    if not directory.exists():
         return
-    foreign = [p.name for p in directory.iterdir() if not (p.is_dir() and ("=" in p.name or p.name == "decisions"))]
-    if foreign:
-        raise Nano2Error(f"{directory}: not a synthetic stage directory (has {foreign[0]}); choose another output_dir")
+    if (directory / MANIFEST_NAME).exists():
+        try:
+            manifest = read_manifest(directory)
+        except Nano2Error as exc:
+            raise Nano2Error(f"{directory}: unreadable manifest ({exc}); remove the folder or choose another") from None
+        if manifest.kind not in kinds or SYNTHETIC_STAGE not in manifest.extra:
+            raise Nano2Error(f"{directory}: holds a {manifest.kind} artifact not written by synthesis; choose another")
+    else:  # a run killed before its manifest: only folders of Parquet shards
+        foreign = [
+            p.name
+            for p in directory.iterdir()
+            if not p.is_dir() or any(not f.name.endswith(".parquet") for f in p.iterdir())
+        ]
+        if foreign:
+            raise Nano2Error(f"{directory}: not a synthetic stage directory (has {foreign[0]}); choose another")
+    shutil.rmtree(directory)
 
 
-def _stats(d: dict[str, int]) -> Stats:
-    return Stats(documents=d["documents"], tokens=d["tokens"], bytes=d["bytes"])
+def _stats(counts: Mapping[str, int]) -> Stats:
+    return Stats(documents=counts["documents"], tokens=counts["tokens"], bytes=counts["bytes"])
+
+
+class DecisionsOutput:
+    """The drop records of one stage artifact (`DECISIONS_SCHEMA`), one shard per step, written as they come."""
+
+    def __init__(self, artifact_dir: Path, stage: str, flush_rows: int = 1024):
+        self.artifact_dir = artifact_dir
+        self.directory = decisions_dir(artifact_dir)
+        self.stage = stage
+        self.flush_rows = flush_rows
+        _prepare_empty(self.directory, (ArtifactKind.DECISIONS,))
+        self._buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def add(self, step: str, doc_id: str, reason: str, scores: Mapping[str, Any] | None, url: str | None) -> None:
+        self.counts[step][reason] += 1
+        self._buffers[step].append(
+            {
+                "doc_id": doc_id,
+                "url": url,
+                "step": step,
+                "kept": False,
+                "reason": reason,
+                "scores": json.dumps(dict(scores or {}), sort_keys=True, default=str),
+            }
+        )
+        if len(self._buffers[step]) >= self.flush_rows:
+            self._flush(step)
+
+    def _flush(self, step: str) -> None:
+        rows = self._buffers.pop(step, [])
+        if not rows:
+            return
+        if step not in self._writers:
+            folder = step_decisions_dir(self.artifact_dir, step)
+            folder.mkdir(parents=True, exist_ok=True)
+            self._writers[step] = pq.ParquetWriter(folder / shard_name(0), DECISIONS_SCHEMA)
+        self._writers[step].write_table(pa.Table.from_pylist(rows, schema=DECISIONS_SCHEMA))
+
+    def close(
+        self, *, name: str, config: Any, config_path: str | None, inputs: list[InputRef], extra: dict[str, Any]
+    ) -> Manifest | None:
+        """Write the shards and their manifest; None (and no folder) when nothing was dropped."""
+        for step in list(self._buffers):
+            self._flush(step)
+        for writer in self._writers.values():
+            writer.close()
+        if not self.counts:
+            return None
+        by_step = {step: Stats(documents=sum(reasons.values())) for step, reasons in sorted(self.counts.items())}
+        by_reason: Counter[str] = Counter()
+        for reasons in self.counts.values():
+            by_reason.update(reasons)
+        return write_manifest(
+            self.directory,
+            kind=ArtifactKind.DECISIONS,
+            name=f"{name}-decisions",
+            command=current_command(),
+            config=config,
+            config_path=config_path,
+            inputs=inputs,
+            stats=OutputStats(
+                documents=sum(by_reason.values()),
+                by={"step": by_step, "reason": {r: Stats(documents=n) for r, n in sorted(by_reason.items())}},
+            ),
+            extra={**extra, SYNTHETIC_STAGE: self.stage, "decisions_of": str(self.artifact_dir)},
+        )
 
 
 class StageOutput:
-    """Collects one stage's rows and drops, writes them, and writes the manifest.
+    """One stage artifact being written: rows in subset shards, its drops, and at the end the two manifests.
 
-    The stage directory is emptied first: a stage's output is a pure function of its inputs and the request
-    cache, so a rerun rewrites it completely (and identically).
+    The stage directory and its decisions folder are emptied first: a stage's output is a pure function of its
+    inputs and the request cache, so a rerun rewrites it completely (and identically).
     """
 
-    def __init__(
-        self,
-        directory: str | Path,
-        partition_key: str,
-        counter: TokenCounter,
-        flush_rows: int = 2048,
-        schema: pa.Schema = CHAT_SCHEMA,
-    ):
+    kind: ArtifactKind
+    schema: pa.Schema
+
+    def __init__(self, directory: str | Path, stage: str, counter: TokenCounter, flush_rows: int = 2048):
         self.directory = Path(directory)
-        self.schema = schema
-        self.partition_key = partition_key
+        self.stage = stage
         self.counter = counter
         self.flush_rows = flush_rows
-        if self.directory.exists():
-            _check_ours(self.directory)
-            shutil.rmtree(self.directory)
+        _prepare_empty(self.directory, (self.kind,))
+        self.decisions = DecisionsOutput(self.directory, stage)
         self.directory.mkdir(parents=True)
         self._buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._writers: dict[str, pq.ParquetWriter] = {}
-        self._decisions: dict[str, Any] = {}
         self.totals = {"documents": 0, "tokens": 0, "bytes": 0}
         self.by: dict[str, dict[str, dict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: {"documents": 0, "tokens": 0, "bytes": 0})
         )
-        self.drops: dict[str, Counter[str]] = defaultdict(Counter)
 
-    # ------------------------------------------------------------------------------------------- rows
-    def add(self, row: dict[str, Any], partition: str) -> None:
-        tokens = self.counter.count(row["text"])
-        size = len(row["text"].encode("utf-8"))
-        row = {**row, "metadata": json.dumps({**row["metadata"], "token_count": tokens}, sort_keys=True, default=str)}
-        groups = {self.partition_key: partition, "task": row["task"], "reasoning": "on" if row["reasoning"] else "off"}
-        for group, value in groups.items():
-            g = self.by[group][value]
-            g["documents"] += 1
-            g["tokens"] += tokens
-            g["bytes"] += size
+    @property
+    def drops(self) -> dict[str, Counter[str]]:
+        return self.decisions.counts
+
+    def drop(
+        self, step: str, doc_id: str, reason: str, scores: Mapping[str, Any] | None = None, url: str | None = None
+    ) -> None:
+        """Record why an input, a request or an answer produced no row (`step`: the task that dropped it)."""
+        self.decisions.add(step, doc_id, reason, scores, url)
+
+    def _append(self, row: dict[str, Any], subset: str, tokens: int, text: str, groups: Mapping[str, str]) -> None:
+        size = len(text.encode("utf-8"))
+        for group, value in {SUBSET_KEY: subset, **groups}.items():
+            counts = self.by[group][value]
+            counts["documents"] += 1
+            counts["tokens"] += tokens
+            counts["bytes"] += size
         self.totals["documents"] += 1
         self.totals["tokens"] += tokens
         self.totals["bytes"] += size
-        self._buffers[partition].append(row)
-        if len(self._buffers[partition]) >= self.flush_rows:
-            self._flush(partition)
+        self._buffers[subset].append(row)
+        if len(self._buffers[subset]) >= self.flush_rows:
+            self._flush(subset)
 
-    def _flush(self, partition: str) -> None:
-        rows = self._buffers.pop(partition, [])
+    def _flush(self, subset: str) -> None:
+        rows = self._buffers.pop(subset, [])
         if not rows:
             return
-        if partition not in self._writers:
-            folder = self.directory / f"{self.partition_key}={partition}"
+        if subset not in self._writers:
+            folder = subset_dir(self.directory, subset)
             folder.mkdir(parents=True, exist_ok=True)
-            self._writers[partition] = pq.ParquetWriter(folder / "part-00000.parquet", self.schema)
-        self._writers[partition].write_table(pa.Table.from_pylist(rows, schema=self.schema))
+            self._writers[subset] = pq.ParquetWriter(folder / shard_name(0), self.schema)
+        self._writers[subset].write_table(pa.Table.from_pylist(rows, schema=self.schema))
 
-    # ------------------------------------------------------------------------------------------- drops
-    def drop(
-        self, task: str, doc_id: str, reason: str, scores: Mapping[str, Any] | None = None, url: str | None = None
-    ) -> None:
-        from datatrove.data import Document
-
-        from curation.decisions import DecisionsWriter, mark_drop
-
-        self.drops[task][reason] += 1
-        writer = self._decisions.get(task)
-        if writer is None:
-            writer = self._decisions[task] = DecisionsWriter(str(self.directory), step=task).__enter__()
-        doc = Document(text="", id=doc_id, metadata={"url": url} if url else {})
-        writer.write(mark_drop(doc, reason, dict(scores or {})), rank=0)
-
-    # ------------------------------------------------------------------------------------------- finish
     def close(
         self, *, name: str, config: Any, inputs: list[InputRef], extra: dict[str, Any], config_path: str | None
     ) -> Manifest:
-        for partition in list(self._buffers):
-            self._flush(partition)
+        """Write the remaining rows, the decisions and both manifests; returns the stage's manifest."""
+        for subset in list(self._buffers):
+            self._flush(subset)
         for writer in self._writers.values():
             writer.close()
-        for writer in self._decisions.values():
-            writer.__exit__(None, None, None)
+        decisions = self.decisions.close(name=name, config=config, config_path=config_path, inputs=inputs, extra=extra)
         by = {group: {value: _stats(s) for value, s in sorted(values.items())} for group, values in self.by.items()}
         dropped = {f"{t}/{r}": Stats(documents=n) for t, reasons in self.drops.items() for r, n in reasons.items()}
         if dropped:
@@ -235,30 +265,103 @@ class StageOutput:
         drops = {task: dict(sorted(reasons.items())) for task, reasons in sorted(self.drops.items())}
         return write_manifest(
             self.directory,
-            kind=MANIFEST_KIND,
+            kind=self.kind,
             name=name,
             command=current_command(),
             config=config,
             config_path=config_path,
             inputs=inputs,
-            stats=OutputStats(**self.totals, by=by),
-            extra={**extra, "drops": drops, "rows": self.totals["documents"]},
+            stats=OutputStats(**self.totals, by=by, tokenizer=self.counter.id),
+            extra={
+                **extra,
+                SYNTHETIC_STAGE: self.stage,
+                "drops": drops,
+                "rows": self.totals["documents"],
+                "decisions": None if decisions is None else str(self.decisions.directory),
+            },
         )
 
 
-def iter_rows(directory: str | Path, where: str | None = None) -> Iterator[dict[str, Any]]:
-    """Rows of a stage artifact (partitions in name order, files in order), metadata parsed, streamed batch by
-    batch; `where` selects one 'key=value' partition."""
-    root = Path(directory)
-    files = sorted(p for p in root.glob("*=*/*.parquet"))
-    if where is not None:
-        files = [p for p in files if p.parent.name == where]
-    for path in files:
+class DocumentOutput(StageOutput):
+    """A document stage's artifact (`DOCUMENT_SCHEMA`, manifest kind documents)."""
+
+    kind = ArtifactKind.DOCUMENTS
+    schema = DOCUMENT_SCHEMA
+
+    def add(self, *, doc_id: str, text: str, source: str | None, metadata: Mapping[str, Any], subset: str) -> None:
+        """One document: its token count is measured here, its metadata keys are `Meta` fields."""
+        tokens = self.counter.count(text)
+        record = document_record(doc_id=doc_id, text=text, source=source, token_count=tokens, metadata=metadata)
+        self._append(record, subset, tokens, text, {"task": str(metadata.get(Meta.TASK))})
+
+
+class ChatOutput(StageOutput):
+    """A chat stage's artifact (`CHAT_SCHEMA`, manifest kind chat)."""
+
+    kind = ArtifactKind.CHAT
+    schema = CHAT_SCHEMA
+
+    def conversations(self, row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """The full conversations of a row, as the trainer's validator reads them."""
+        return [row]
+
+    def add(self, row: dict[str, Any], subset: str) -> bool:
+        """Write a row built by the contract's writer; one the trainer would drop is a counted drop instead."""
+        for conversation in self.conversations(row):
+            checked = validate_chat_record(conversation)
+            if isinstance(checked, str):
+                self.drop(row["task"], row["id"], f"contract_{checked}")
+                return False
+        tokens = self.counter.count(row["text"])
+        written = encode_metadata(row, **{TOKEN_COUNT: tokens})
+        groups = {"task": row["task"], "reasoning": "on" if row["reasoning"] else "off"}
+        self._append(written, subset, tokens, row["text"], groups)
+        return True
+
+
+class PreferenceOutput(ChatOutput):
+    """The preference stage's artifact (`PREFERENCE_SCHEMA`, manifest kind preference)."""
+
+    kind = ArtifactKind.PREFERENCE
+    schema = PREFERENCE_SCHEMA
+
+    def conversations(self, row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """Both sides: the prompt turns followed by the chosen, then by the rejected answer."""
+        return [
+            {**row, "messages": [*row["messages"], {"role": "assistant", "content": row[side]}]}
+            for side in ("chosen", "rejected")
+        ]
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+
+def _shards(directory: str | Path, subset: str | None) -> list[Path]:
+    pattern = f"{SUBSET_KEY}={subset if subset is not None else '*'}/*.parquet"
+    return sorted(Path(directory).glob(pattern))
+
+
+def iter_chat_rows(directory: str | Path, subset: str | None = None) -> Iterator[dict[str, Any]]:
+    """Chat or preference rows of a stage artifact (subsets in name order), metadata decoded, batch by batch."""
+    for path in _shards(directory, subset):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
             for row in batch.to_pylist():
-                row["metadata"] = json.loads(row["metadata"] or "{}")
+                row["metadata"] = decode_metadata(row["metadata"])
                 yield row
 
 
-def read_rows(directory: str | Path, where: str | None = None) -> list[dict[str, Any]]:
-    return list(iter_rows(directory, where))
+def iter_stage_documents(directory: str | Path, subset: str | None = None) -> Iterator[dict[str, Any]]:
+    """Documents of a document stage artifact (subsets in name order), each file checked against the contract."""
+    for path in _shards(directory, subset):
+        file = pq.ParquetFile(path)
+        check_document_schema(file.schema_arrow, str(path))
+        for batch in file.iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+
+
+def read_chat_rows(directory: str | Path, subset: str | None = None) -> list[dict[str, Any]]:
+    return list(iter_chat_rows(directory, subset))
+
+
+def read_documents(directory: str | Path, subset: str | None = None) -> list[dict[str, Any]]:
+    return list(iter_stage_documents(directory, subset))

@@ -22,6 +22,8 @@ Sources, all real:
   so the manifest lists translate as unavailable and a tiny teacher will not produce translations.
 
 Every target is checked with the task's own parser before it is written; one that fails is skipped and counted.
+Rows are chat rows of the contract (manifest kind chat, `<out>/subset=<task>/00000.parquet`), drops go to the
+contract's decisions folder beside `out`.
 """
 
 from __future__ import annotations
@@ -34,17 +36,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nano2.contracts.chat import THINK_PREFIX
 from nano2.errors import Nano2Error
 from nano2.manifest import Manifest, input_ref
 from synthetic.config import InputConfig
 from synthetic.inputs import iter_documents
 from synthetic.prompting import load_prompt
-from synthetic.records import StageOutput, chat_row
+from synthetic.records import ChatOutput, chat_row
 from synthetic.tasks.common import Parsed, QAPair, chosen, format_qa_pairs, parse_qa_pairs, token_counter
 from synthetic.tasks.reasoning import gsm8k_gold, gsm8k_trace, reasoning_target, split_reasoning, verify_math
 from synthetic.tasks.rephrase import parse_rephrase
 
 DEMO_MODEL = "demonstration"
+STAGE = "teacher-data"
 MBPP_TRAIN_IDS = range(601, 975)
 UNAVAILABLE = {
     "translate": "no parallel text that is not evaluation data (MGSM and M-IFEval are eval sets); not built",
@@ -157,18 +161,18 @@ def build_teacher_data(
     empty_trace_share: float = 0.10,
     tokenizer: str = "default",
 ) -> Manifest:
-    """Write demonstration rows for every task that has an honest source (Parquet by task + manifest)."""
+    """Write demonstration rows for every task that has an honest source (chat rows by task + manifest)."""
     if limit < 1 or max_words < 20:
         raise Nano2Error("teacher data: limit must be >= 1 and max_words >= 20")
     for path in [sources.gsm8k, *sources.curated, *([sources.mbpp] if sources.mbpp else [])]:
         if not Path(path).exists():
             raise Nano2Error(f"teacher data: {path} not found")
-    output = StageOutput(out, "task", token_counter(tokenizer))
+    output = ChatOutput(out, STAGE, token_counter(tokenizer))
     counts: dict[str, int] = {}
 
     def add(task: str, source_id: str, messages: list[dict[str, str]], target: str, reasoning: bool, meta: dict):
         prompt_version = meta.pop("prompt_version")
-        output.add(
+        added = output.add(
             chat_row(
                 row_id=f"teacher/{task}/{source_id}",
                 messages=[*messages, {"role": "assistant", "content": target}],
@@ -180,9 +184,9 @@ def build_teacher_data(
                 sampling={},
                 metadata={"demonstration": True, **meta},
             ),
-            partition=task,
+            subset=task,
         )
-        counts[task] = counts.get(task, 0) + 1
+        counts[task] = counts.get(task, 0) + int(added)
 
     def check(task: str, source_id: str, parsed: Parsed) -> bool:
         if not parsed.ok:
@@ -200,7 +204,7 @@ def build_teacher_data(
         trace, gold = solved
         answer = f"The answer is \\boxed{{{gold}}}."
         target = reasoning_target(trace, answer)
-        split = split_reasoning(target.removeprefix("<think>\n"))
+        split = split_reasoning(target.removeprefix(THINK_PREFIX))
         if not check("reasoning_sft", f"gsm8k/{i}", split) or not check(
             "reasoning_sft", f"gsm8k/{i}", verify_math(answer, gold)
         ):

@@ -12,8 +12,8 @@ import yaml
 from model.configs import get_config
 from model.io import load_checkpoint
 from model.size import total_params
+from nano2.contracts.megatron import IndexedShardWriter
 from nano2.manifest import read_manifest, write_manifest
-from train.indexed import IndexedShardWriter
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_distill_needs_a_student(cli, tiny_checkpoint_dir, token_root, tmp_path)
 def test_search_scored_by_short_distillations(short_parent, token_root, tmp_path):
     """`scoring.method: distill`: each depth and the top width get a short run in train/'s loop before ranking."""
     from compress.config import CompressConfig
-    from compress.nas import run_search
+    from compress.pipeline import run_search
 
     config = yaml.safe_load(distill_config(tmp_path, short_parent, token_root, tmp_path / "unused").read_text())
     config["distill"].pop("student")

@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compress.distill import DistillationLoss, aligned_labels, evaluate, forward_kl, next_token_loss
+from compress.distill import DistillationLoss, aligned_labels, evaluate, forward_kl
 from model.configs import get_config
 from model.io import build_model, quiet_transformers
+from train.loop import next_token_cross_entropy
 
 
 def manual_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, t: float) -> float:
@@ -62,7 +63,8 @@ def test_next_token_loss_matches_transformers_shifted_loss():
     ids = torch.randint(0, 4096, (2, 24), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         out = model(input_ids=ids, labels=ids)  # transformers shifts labels inside
-        assert next_token_loss(out.logits, aligned_labels(ids)).item() == pytest.approx(out.loss.item(), rel=1e-5)
+        ours = next_token_cross_entropy(out.logits, aligned_labels(ids))
+        assert ours.item() == pytest.approx(out.loss.item(), rel=1e-5)
 
 
 def test_distillation_loss_trains_the_student_only():
@@ -82,7 +84,7 @@ def test_distillation_loss_trains_the_student_only():
     with torch.no_grad():
         s_logits, t_logits = student(input_ids=ids).logits, teacher(input_ids=ids).logits
     kl = forward_kl(s_logits, t_logits, labels != -100, 2.0).item()
-    lm = next_token_loss(s_logits, labels).item()
+    lm = next_token_cross_entropy(s_logits, labels).item()
     assert metrics["kl"] == pytest.approx(kl, rel=1e-4) and metrics["lm_loss"] == pytest.approx(lm, rel=1e-4)
     assert loss.item() == pytest.approx(kl + 0.5 * lm, rel=1e-4)
 

@@ -22,8 +22,8 @@ from compress.importance import (
 from compress.prune import PruneShape, prune_model
 from model.configs import ATTENTION, MAMBA, MLP, get_config
 from model.io import build_model, quiet_transformers
+from nano2.contracts.megatron import IndexedShardWriter
 from nano2.errors import Nano2Error
-from train.indexed import IndexedShardWriter
 
 CFG = get_config("tiny-12b")
 # depth ranking costs (layers + layers - 1 + ...) forward passes: its tests use a 7-block model of the same family

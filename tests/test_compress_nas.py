@@ -13,7 +13,8 @@ import yaml
 
 from compress.config import CompressConfig, load_compress_config
 from compress.importance import ImportanceScores
-from compress.nas import depth_drops, enumerate_candidates, neighbours, run_search
+from compress.nas import depth_drops, enumerate_candidates, neighbours
+from compress.pipeline import run_search
 from model.configs import PATTERN_9B, PATTERN_TINY_9B, get_config
 from model.size import GPUS, inference_memory, total_params
 from nano2.errors import ConfigError

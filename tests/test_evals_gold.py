@@ -19,7 +19,7 @@ from evals.benchmarks import (
     load_mgsm,
     load_minerva_math,
 )
-from evals.math_scoring import answers_match, gold_number, normalize_answer_text, number_readings, score_math
+from verify.math import answers_match, gold_number, normalize_answer_text, number_readings, score_math
 
 pytestmark = pytest.mark.realdata
 

@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evals.runner import (
-    SAMPLES_FILE,
-    EvalConfig,
-    bootstrap_interval,
-    estimate,
-    load_eval_config,
-    run_eval,
-    visible_answer,
-    wilson_interval,
-)
+from evals.config import EvalConfig, load_eval_config
+from evals.intervals import bootstrap_interval, estimate, wilson_interval
+from evals.run import run_eval
+from evals.scoring import scored_answer
+from evals.store import SAMPLES_FILE
 from nano2.errors import ConfigError, Nano2Error
 from synthetic.backends import GenerationRequest, GenerationResponse
 
@@ -181,12 +176,12 @@ def test_bootstrap_interval_is_seeded_and_matches_a_plain_numpy_bootstrap():
     assert ours[0] == pytest.approx(reference[0], abs=0.03) and ours[1] == pytest.approx(reference[1], abs=0.03)
 
 
-def test_visible_answer_cuts_the_reasoning_trace():
-    assert visible_answer("trace\n</think>\nThe answer is 4", "chat", True) == "The answer is 4"
-    assert visible_answer("still thinking when the tokens ran out", "chat", True) == ""
-    assert visible_answer("<think>oops", "chat", False) == ""
-    assert visible_answer("The answer is 4", "chat", None) == "The answer is 4"
-    assert visible_answer("    return x\n", "completion", True) == "    return x\n"
+def test_scored_answer_cuts_the_reasoning_trace():
+    assert scored_answer("trace\n</think>\nThe answer is 4", "chat", True) == "The answer is 4"
+    assert scored_answer("still thinking when the tokens ran out", "chat", True) == ""
+    assert scored_answer("<think>oops", "chat", False) == ""
+    assert scored_answer("The answer is 4", "chat", None) == "The answer is 4"
+    assert scored_answer("    return x\n", "completion", True) == "    return x\n"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

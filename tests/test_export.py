@@ -9,7 +9,8 @@ from fractions import Fraction
 import numpy as np
 
 from mixtures import compile_spec_file
-from mixtures.export import export_megatron, read_megatron_index_tokens
+from mixtures.export import MegatronShard, export_megatron, find_megatron_shards
+from nano2.contracts.megatron import read_index_tokens
 from tests.conftest import SPECS, small_spec
 from tests.test_sources import make_artifact
 
@@ -33,7 +34,8 @@ def write_megatron_shard(prefix, doc_lengths, dtype_code=4):
 
 def test_index_reader(tmp_path):
     write_megatron_shard(tmp_path / "a_text_document", [5, 7, 11])
-    assert read_megatron_index_tokens(tmp_path / "a_text_document.idx") == 23
+    assert read_index_tokens(tmp_path / "a_text_document.idx") == 23
+    assert find_megatron_shards(tmp_path) == [MegatronShard(prefix=str(tmp_path / "a_text_document"), tokens=23)]
 
 
 def test_megatron_export_of_12b(tmp_path):

@@ -23,10 +23,7 @@ from synthetic.tasks.common import (
 )
 from synthetic.tasks.long_context import append_qa, choose_chunks
 from synthetic.tasks.reasoning import (
-    final_answer,
     gets_empty_trace,
-    last_boxed,
-    last_code_block,
     split_reasoning,
     verify_code,
     verify_math,
@@ -40,6 +37,9 @@ from synthetic.tasks.rephrase import (
     strip_preamble,
 )
 from synthetic.tasks.translate import parse_translation, target_languages
+from verify.code import fenced_code as last_code_block
+from verify.math import last_boxed
+from verify.math import stated_answer as final_answer
 
 DOC = (
     "The Rhine is a river that rises in the Swiss Alps and flows into the North Sea. It is about 1,230 kilometres "

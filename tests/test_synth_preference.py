@@ -21,7 +21,7 @@ from synthetic.runner import run_synthesis
 from synthetic.tasks.common import token_counter
 from synthetic.tasks.reasoning import gsm8k_gold
 from train.dpo import read_preference_examples
-from train.sft import parquet_files
+from train.post import parquet_files
 
 pytestmark = pytest.mark.realdata
 

@@ -12,7 +12,6 @@ import pytest
 from synthetic.records import read_rows
 from synthetic.tasks.common import QAPair, format_qa_pairs, parse_qa_pairs, token_counter
 from synthetic.tasks.reasoning import (
-    final_answer,
     gsm8k_gold,
     gsm8k_trace,
     split_reasoning,
@@ -22,6 +21,7 @@ from synthetic.tasks.reasoning import (
 from synthetic.tasks.rephrase import parse_rephrase
 from synthetic.tasks.translate import detect_language, parse_translation
 from synthetic.tasks.truncate import cut_at_line_boundary, truncated_sample
+from verify.math import stated_answer as final_answer
 
 pytestmark = pytest.mark.realdata
 

@@ -9,7 +9,8 @@ import pytest
 
 from tests.test_train_support import repo_documents, torch_threads, write_jsonl
 from train.config import TrainConfig, load_train_config
-from train.loop import resolve_plan, run_training
+from train.inputs import resolve_plan
+from train.loop import run_training
 from train.plot import read_metrics
 from train.tokenize import tokenize_inputs
 
@@ -29,8 +30,8 @@ def tiny_root(tmp_path_factory, tiny_tokenizer_dir):
     """Real text at the five paths mixtures/specs/tiny.yaml names, tokenized like `nano2 train tokenize` would."""
     corpus = tmp_path_factory.mktemp("tiny-corpus")
     layout = {
-        "curated/web/level=medium": ("nano2", ".py", 12),
-        "curated/web/level=high": ("mixtures", ".py", 8),
+        "curated/web/subset=medium": ("nano2", ".py", 12),
+        "curated/web/subset=high": ("mixtures", ".py", 8),
         "curated/code": ("model", ".py", 8),
         "synthetic/rephrase": ("curation", ".py", 8),
         "synthetic/reasoning": ("tests", ".py", 4),
@@ -68,6 +69,27 @@ def test_tiny_config_compiles_the_tiny_spec_and_trains(tiny_root, tiny_tokenizer
     assert [r["phase"] for r in records] == ["phase1", "phase1"] and sum(records[0]["sequences"].values()) == 8
 
 
+def test_a_spec_is_compiled_by_the_mixture_compiler(tiny_root, tmp_path):
+    """train/ has no compiler of its own: its plan is `nano2 mix plan`'s, and a `data.total_tokens` budget gives the
+    plan of the spec with that budget written in."""
+    import yaml
+
+    from mixtures import compile_spec_file
+
+    cfg = relocated("tiny.yaml", tiny_root)
+    spec = yaml.safe_load(cfg.data.spec.read_text(encoding="utf-8"))
+    spec["total_tokens"] = cfg.data.total_tokens
+    rewritten = tmp_path / "tiny-300K.yaml"
+    rewritten.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    expected = compile_spec_file(rewritten, tiny_root)[1].to_json()
+
+    plan, source = resolve_plan(cfg, None)
+    assert source == cfg.data.spec and plan.to_json() == expected
+    as_written = cfg.data.model_copy(update={"spec": rewritten, "total_tokens": None})
+    plan, source = resolve_plan(cfg.model_copy(update={"data": as_written}), None)
+    assert source == rewritten and plan.to_json() == expected
+
+
 def test_tiny_long_context_config_continues_from_a_checkpoint(tiny_root, tiny_checkpoint_dir, tmp_path):
     cfg = relocated("tiny-long-context.yaml", tiny_root, plot=False)
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"init_from": tiny_checkpoint_dir})})
@@ -84,7 +106,8 @@ def test_tiny_long_context_config_continues_from_a_checkpoint(tiny_root, tiny_ch
 
     from model.io import load_checkpoint
     from train.data import MixtureLoader
-    from train.loop import next_token_loss, resolve_source_dirs
+    from train.inputs import resolve_source_dirs
+    from train.loop import next_token_loss
 
     batch = MixtureLoader(plan, resolve_source_dirs(plan, cfg, None), seed=cfg.data.seed).next_batch()
     with torch.no_grad():

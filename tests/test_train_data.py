@@ -12,10 +12,11 @@ from mixtures.compiler import compile_plan
 from mixtures.sources import resolve_source_path, resolve_sources
 from mixtures.spec import MixtureSpec
 from model.tokenizer import load_tokenizer
+from nano2.contracts.chat import IGNORE_INDEX
+from nano2.contracts.megatron import IndexedShardWriter
 from nano2.errors import Nano2Error
 from tests.test_train_support import build_corpus, repo_documents, tokenize_corpus, train_spec
-from train.data import IGNORE_INDEX, MixtureLoader
-from train.indexed import IndexedShardWriter
+from train.data import MixtureLoader
 from train.tokenize import ShardTokenizer
 
 EOS = 2

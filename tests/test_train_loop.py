@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from mixtures.compiler import compile_plan
 from mixtures.sources import resolve_sources
 from mixtures.spec import load_spec
+from nano2.contracts.chat import IGNORE_INDEX
 from nano2.errors import ConfigError, Nano2Error
 from nano2.manifest import read_manifest
 from tests.test_train_support import (
@@ -29,7 +30,6 @@ from tests.test_train_support import (
     write_yaml,
 )
 from train.config import TrainConfig, load_train_config
-from train.data import IGNORE_INDEX
 from train.loop import run_training
 from train.plot import read_metrics
 

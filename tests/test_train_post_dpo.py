@@ -13,7 +13,7 @@ from model.tokenizer import load_tokenizer, render_chat
 from nano2.errors import ConfigError, Nano2Error
 from nano2.manifest import read_manifest
 from train.dpo import DPORunConfig, load_dpo_config, prepare_dpo, read_preference_examples
-from train.sft import finish_run
+from train.post import finish_run
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])

@@ -12,8 +12,8 @@ import torch
 from nano2.errors import ConfigError
 from nano2.manifest import read_manifest
 from train.grpo import GRPORunConfig, build_prompts, load_grpo_config, prepare_grpo
+from train.post import finish_run
 from train.rewards import parse_constraints
-from train.sft import finish_run
 
 REPO = Path(__file__).resolve().parent.parent
 GRPO_TINY = REPO / "train" / "configs" / "grpo-tiny.yaml"

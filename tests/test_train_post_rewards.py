@@ -14,12 +14,11 @@ from train.rewards import (
     InstructionReward,
     MathReward,
     all_followed,
+    completion_answer,
     draw_constraints,
-    gsm8k_gold,
     load_gsm8k,
-    math_answer_correct,
+    math_reward,
     parse_constraints,
-    visible_answer,
     with_instructions,
 )
 
@@ -35,30 +34,33 @@ def test_real_gsm8k_answers_score_one_and_wrong_answers_zero(gsm8k_rows):
     for row in gsm8k_rows:
         gold = row["gold"]
         wrong = str(int(float(gold)) + 1)
-        assert math_answer_correct(row["answer"], gold), row["answer"]  # the reference solution ends in '#### N'
-        assert math_answer_correct(f"Adding it up gives \\boxed{{{gold}}}.", gold)
-        assert math_answer_correct(f"So the result follows.\n#### {gold}", gold)
-        assert not math_answer_correct(f"Adding it up gives \\boxed{{{wrong}}}.", gold)
-        assert not math_answer_correct(f"#### {wrong}", gold)
-        assert not math_answer_correct("I do not know.", gold)
+        assert math_reward(row["answer"], gold), row["answer"]  # the reference solution ends in '#### N'
+        assert math_reward(f"Adding it up gives \\boxed{{{gold}}}.", gold)
+        assert math_reward(f"So the result follows.\n#### {gold}", gold)
+        assert not math_reward(f"Adding it up gives \\boxed{{{wrong}}}.", gold)
+        assert not math_reward(f"#### {wrong}", gold)
+        assert not math_reward("I do not know.", gold)
 
 
-def test_answer_extraction_prefers_the_last_box_and_reads_formats():
-    assert math_answer_correct("first \\boxed{3} then corrected: \\boxed{1,000}", "1000")
-    assert not math_answer_correct("\\boxed{1000} but finally \\boxed{3}", "1000")
-    assert math_answer_correct("\\boxed{\\frac{1}{2}}", "0.5")
-    assert math_answer_correct("She earned $10.", "10")
-    assert not math_answer_correct("", "10")
-    assert gsm8k_gold("She has 1,200 + 5 = <<1200+5=1205>>1,205.\n#### 1,205") == "1205"
-    with pytest.raises(Nano2Error, match="no '####' line"):
-        gsm8k_gold("no final line")
+def test_answer_extraction_prefers_the_last_box_and_reads_formats(tmp_path):
+    assert math_reward("first \\boxed{3} then corrected: \\boxed{1,000}", "1000")
+    assert not math_reward("\\boxed{1000} but finally \\boxed{3}", "1000")
+    assert math_reward("\\boxed{\\frac{1}{2}}", "0.5")
+    assert math_reward("She earned $10.", "10")
+    assert not math_reward("", "10")
+    rows = tmp_path / "gsm8k.jsonl"
+    rows.write_text(json.dumps({"question": "q", "answer": "1,200 + 5 = <<1200+5=1205>>1,205.\n#### 1,205"}) + "\n")
+    assert load_gsm8k(rows)[0]["gold"] == "1205"  # verify.gsm8k's gold: separators removed
+    rows.write_text(json.dumps({"question": "q", "answer": "no final line"}) + "\n")
+    with pytest.raises(Nano2Error, match=r"not a GSM8K row .*no '#### N' line"):
+        load_gsm8k(rows)
 
 
-def test_visible_answer_drops_the_trace_and_needs_it_closed():
+def test_completion_answer_drops_the_trace_and_needs_it_closed():
     thinking_prompt, plain_prompt = "<SPECIAL_11>Assistant\n<think>\n", "<SPECIAL_11>Assistant\n<think></think>"
-    assert visible_answer("work 2+2\n</think>\n\\boxed{4}\n<SPECIAL_12>\nextra", thinking_prompt) == "\\boxed{4}"
-    assert visible_answer("still thinking about \\boxed{4}", thinking_prompt) == ""
-    assert visible_answer("The answer is 4.\n<SPECIAL_12>\n", plain_prompt) == "The answer is 4."
+    assert completion_answer("work 2+2\n</think>\n\\boxed{4}\n<SPECIAL_12>\nextra", thinking_prompt) == "\\boxed{4}"
+    assert completion_answer("still thinking about \\boxed{4}", thinking_prompt) == ""
+    assert completion_answer("The answer is 4.\n<SPECIAL_12>\n", plain_prompt) == "The answer is 4."
 
 
 @pytest.mark.parametrize(

@@ -13,17 +13,15 @@ import pytest
 
 from model.generate import make_budget, newline_token_ids
 from model.tokenizer import load_tokenizer, render_chat
+from nano2.contracts.chat import CHAT_SCHEMA, IGNORE_INDEX
 from nano2.errors import ConfigError
 from nano2.manifest import read_manifest
+from train.post import ChatRow, RowReport, read_chat_rows
 from train.sft import (
-    IGNORE_INDEX,
-    ChatRow,
-    RowReport,
     SFTRunConfig,
     load_sft_config,
     prepare_sft,
     prepare_sft_rows,
-    read_chat_rows,
     run_sft,
     sft_example,
     truncate_trace,
@@ -32,21 +30,6 @@ from train.sft import (
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "train" / "configs"
-
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-CHAT_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("messages", pa.list_(MESSAGE)),
-        ("reasoning", pa.bool_()),
-        ("task", pa.string()),
-        ("source_id", pa.string()),
-        ("prompt_version", pa.string()),
-        ("model", pa.string()),
-        ("sampling", pa.string()),
-        ("metadata", pa.string()),
-    ]
-)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mixtures import plan_from_spec_file
+from mixtures import compile_spec_file
 from train.config import load_train_config
 from train.schedule import LRSchedule
 
@@ -46,7 +46,7 @@ def test_impossible_schedules_are_refused():
 
 def test_the_12b_config_has_the_papers_schedule():
     cfg = load_train_config(REPO / "train/configs/nano2-12b-pretrain.yaml")
-    plan = plan_from_spec_file(cfg.data.spec)
+    plan = compile_spec_file(cfg.data.spec)[1]
     assert (plan.seq_len, plan.global_batch_size, plan.tokens_per_step) == (8192, 736, 6_029_312)
     assert plan.total_steps == 20 * 10**12 // 6_029_312 == 3_317_128
     s = cfg.schedule.build(plan.total_steps, plan.tokens_per_step)
@@ -62,7 +62,7 @@ def test_the_12b_config_has_the_papers_schedule():
 
 def test_the_12b_long_context_config_is_constant_at_the_papers_rate():
     cfg = load_train_config(REPO / "train/configs/nano2-12b-long-context.yaml")
-    plan = plan_from_spec_file(cfg.data.spec)
+    plan = compile_spec_file(cfg.data.spec)[1]
     assert (plan.seq_len, plan.global_batch_size) == (524_288, 12)
     s = cfg.schedule.build(plan.total_steps, plan.tokens_per_step)
     assert {s(i) for i in (0, plan.total_steps // 2, plan.total_steps - 1)} == {4.5e-6}

@@ -12,10 +12,10 @@ import pytest
 
 from mixtures.sources import read_source_tokens
 from model.tokenizer import chat_training_text, load_tokenizer
+from nano2.contracts.megatron import find_shards
 from nano2.errors import Nano2Error
 from nano2.manifest import read_manifest
 from tests.test_train_support import build_corpus, tokenize_corpus, write_jsonl
-from train.indexed import find_shards
 from train.tokenize import tokenize_inputs
 
 

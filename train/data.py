@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 
 from mixtures.plan import PhasePlan, Plan
+from nano2.contracts.chat import IGNORE_INDEX
+from nano2.contracts.megatron import IndexedShard, find_shards
 from nano2.errors import Nano2Error
 from nano2.manifest import hash_config
-from train.indexed import IndexedShard, find_shards
-
-IGNORE_INDEX = -100
 
 
 def _source_key(name: str) -> int:

@@ -1,8 +1,8 @@
 """DPO on preference rows with TRL's DPOTrainer and an explicit, frozen reference model.
 
 Rows (the data contract): `messages` holds the prompt turns only, `chosen` and `rejected` are assistant strings in
-the SFT target format. Each side is tokenized by the SFT training-text rule (`train.sft.training_text_parts`): the
-rendered prompt, then the completion (leading ``<think>\\n`` dropped on reasoning-on prompts) ending in
+the SFT target format. Each side is tokenized by the SFT training-text rule (`train.post.training_text_parts`): the
+rendered prompt, then the completion (leading THINK_PREFIX dropped on reasoning-on prompts) ending in
 ``\\n<SPECIAL_12>\\n``. Tokens go to TRL as ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids``;
 `PretokenizedDPOTrainer` only skips TRL's own tokenization, which would append ``</s>`` to string completions or
 render them through the chat template (dropping the reasoning trace).
@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from nano2.contracts.chat import reasoning_mode
 from nano2.errors import Nano2Error
-from train.sft import (
+from train.post import (
     PostTrainConfig,
     PreparedRun,
     RowReport,
@@ -60,8 +61,6 @@ def load_dpo_config(path: str | Path, **overrides: Any) -> DPORunConfig:
 
 def preference_example(record: dict[str, Any], tokenizer: Any, report: RowReport) -> dict[str, list[int]] | None:
     """prompt_ids / chosen_ids / rejected_ids of one preference row, or None with the drop reason counted."""
-    from model.tokenizer import reasoning_mode
-
     messages = record.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         report.drop("bad_messages")

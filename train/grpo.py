@@ -11,7 +11,7 @@ rollouts happen with and without thinking, as in the paper's RLHF stage. Rewards
 
 Generation: transformers' `generate` (CPU or GPU), or vLLM on a GPU (`generation.backend: vllm`, imported by TRL only
 then). The KL term is off by default (beta 0, no reference model); with beta > 0 TRL loads the reference from the
-policy's local checkpoint path (set by `train.sft.load_policy`), never from the hub.
+policy's local checkpoint path (set by `train.post.load_policy`), never from the hub.
 """
 
 from __future__ import annotations
@@ -23,18 +23,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nano2.contracts.chat import NO_THINK_SWITCH, THINK_SWITCH
 from nano2.errors import ConfigError, Nano2Error
-from train.rewards import (
-    INSTRUCTION_TASK,
-    MATH_TASK,
-    InstructionReward,
-    MathReward,
-    draw_constraints,
-    load_gsm8k,
-    with_instructions,
-)
-from train.sft import (
-    NO_THINK,
+from train.post import (
     PostTrainConfig,
     PreparedRun,
     RowReport,
@@ -45,11 +36,21 @@ from train.sft import (
     finish_run,
     load_config_file,
     load_policy,
+    parquet_files,
     quiet_libraries,
     read_chat_rows,
     rich_progress_callbacks,
     trl_arguments,
     use_cpu,
+)
+from train.rewards import (
+    INSTRUCTION_TASK,
+    MATH_TASK,
+    InstructionReward,
+    MathReward,
+    draw_constraints,
+    load_gsm8k,
+    with_instructions,
 )
 
 MATH_SUFFIX = "\nPut your final answer within \\boxed{}."
@@ -123,7 +124,7 @@ def render_prompt(user_text: str, mode: str, earlier: list[dict[str, str]] | Non
     """Chat-template prompt text in a reasoning mode (a system switch; the template strips it from the text)."""
     from model.tokenizer import render_chat
 
-    switch = NO_THINK if mode == "no_think" else "/think"
+    switch = NO_THINK_SWITCH if mode == "no_think" else THINK_SWITCH
     turns = [{"role": "system", "content": switch}, *(earlier or []), {"role": "user", "content": user_text}]
     return render_chat(turns, add_generation_prompt=True)
 
@@ -135,8 +136,6 @@ def _instruction_bases(task: InstructionTask, config_path: str | Path | None) ->
         raise ConfigError(config_path, "tasks.instruction_following.path", f"{path}: not found")
     end = None if task.limit is None else task.offset + task.limit
     if path.suffix == ".parquet" or path.is_dir():
-        from train.sft import parquet_files
-
         rows, _ = read_chat_rows(parquet_files([path], config_path, "tasks.instruction_following.path"), limit=end)
         bases = []
         for row in rows[task.offset :]:

@@ -1,12 +1,12 @@
-"""Verifiable rewards for GRPO: math answers checked with math-verify, and IFEval-style rules checked by code.
+"""Verifiable rewards for GRPO: math answers judged by `verify/` (as the evals are), IFEval-style rules by code.
 
-Both rewards score the *visible answer* of a completion: the text after the reasoning trace (``strip_thinking``),
-cut at the end-of-turn token. A completion of a reasoning-on prompt starts inside ``<think>`` (the prompt ends with
-``<think>\\n``), so a trace that never closes has no answer and scores 0.
+Both rewards score the *visible answer* of a completion (``verify.visible``): the text after the reasoning trace,
+cut at the end-of-turn token. A completion of a reasoning-on prompt starts inside the trace (the prompt ends with the
+open marker), so a trace that never closes has no answer and scores 0.
 
-Math (GSM8K-train): the gold answer is the number after ``####`` in the dataset's answer (commas removed). The
-model's answer is taken, in this order, from the last ``\\boxed{...}``, else the text after the last ``####``, else
-the whole visible answer, and compared with ``math_verify.verify``: 1.0 when equal, else 0.0.
+Math (GSM8K-train): the gold answer is the `#### N` number of the dataset's answer (``verify.gsm8k``), and the
+verdict is ``verify.math``'s, the judge of the eval score and of the reasoning SFT filter: 1.0 when it finds the
+answer equal to the gold, else 0.0. A reward that disagreed with the eval would train for a different score.
 
 Instruction following: a prompt carries constraints (word counts, keywords, forbidden words, no commas, lower/upper
 case, an exact ending, a bullet count, JSON, quotes). Each constraint writes its own instruction sentence into the
@@ -29,7 +29,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nano2.contracts.chat import THINK_PREFIX
 from nano2.errors import Nano2Error
+from verify.gsm8k import require_gsm8k_gold
+from verify.math import score_math
+from verify.visible import visible_answer
 
 TURN_END_MARKERS = ("<SPECIAL_12>", "</s>")
 MATH_TASK, INSTRUCTION_TASK = "math", "instruction_following"
@@ -37,60 +41,16 @@ MATH_TASK, INSTRUCTION_TASK = "math", "instruction_following"
 # --------------------------------------------------------------------------------------------------- answers
 
 
-def visible_answer(completion: str, prompt: str) -> str:
-    """The answer a user would see: cut at the end of turn, reasoning removed (an unclosed trace leaves nothing)."""
-    from model.tokenizer import strip_thinking
-
+def completion_answer(completion: str, prompt: str) -> str:
+    """The visible answer of one rollout: cut at the end of turn, then its reasoning removed (``verify.visible``)."""
     for marker in TURN_END_MARKERS:
         completion = completion.split(marker, 1)[0]
-    if prompt.endswith("<think>\n"):
-        completion = "<think>\n" + completion
-    return strip_thinking(completion)
+    return visible_answer(completion, trace_open=prompt.endswith(THINK_PREFIX))
 
 
-def gsm8k_gold(answer: str) -> str:
-    """The final answer of a GSM8K solution: the text after '####', without thousands separators."""
-    if "####" not in answer:
-        raise Nano2Error(f"not a GSM8K answer (no '####' line): {answer[-80:]!r}")
-    return answer.rsplit("####", 1)[1].strip().replace(",", "")
-
-
-def _last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...}, with nested braces balanced; None when there is none."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed")
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None
-
-
-def extract_math_answer(answer_text: str) -> str:
-    """The candidate answer as LaTeX/text for math-verify: the last \\boxed{} (kept boxed), else the text after the
-    last '####', else the whole answer (math-verify then finds the expression itself)."""
-    boxed = _last_boxed(answer_text)
-    if boxed is not None:
-        return f"\\boxed{{{boxed}}}"
-    if "####" in answer_text:
-        return answer_text.rsplit("####", 1)[1].strip()
-    return answer_text
-
-
-def math_answer_correct(answer_text: str, gold: str) -> bool:
-    """math-verify equivalence of the extracted answer and the gold answer (numbers, fractions, LaTeX)."""
-    from math_verify import parse, verify
-
-    candidate = extract_math_answer(answer_text)
-    if not candidate.strip():
-        return False
-    gold_parsed, predicted = parse(gold), parse(candidate)
-    return bool(gold_parsed) and bool(predicted) and bool(verify(gold_parsed, predicted))
+def math_reward(answer_text: str, gold: str) -> float:
+    """1.0 when ``verify.math`` judges the visible answer equal to the gold answer, else 0.0."""
+    return float(score_math(gold, answer_text).correct)
 
 
 def load_gsm8k(path: str | Path, limit: int | None = None, offset: int = 0) -> list[dict[str, str]]:
@@ -109,7 +69,7 @@ def load_gsm8k(path: str | Path, limit: int | None = None, offset: int = 0) -> l
             try:
                 record = json.loads(line)
                 rows.append({"question": record["question"], "answer": record["answer"]})
-                rows[-1]["gold"] = gsm8k_gold(record["answer"])
+                rows[-1]["gold"] = require_gsm8k_gold(record["answer"])
             except (ValueError, KeyError, TypeError, Nano2Error) as exc:
                 raise Nano2Error(f"{path}:{line_number}: not a GSM8K row ({exc})") from None
     if not rows:
@@ -271,7 +231,7 @@ class _CompletionReward:
 
     def answers(self, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> list[str]:
         return [
-            visible_answer(self.tokenizer.decode(list(ids), skip_special_tokens=False), prompt)
+            completion_answer(self.tokenizer.decode(list(ids), skip_special_tokens=False), prompt)
             for prompt, ids in zip(prompts, completion_ids, strict=True)
         ]
 
@@ -284,10 +244,7 @@ class MathReward(_CompletionReward):
 
     def __call__(self, prompts, completions, completion_ids, task, gold, **_: Any) -> list[float | None]:
         answers = self.answers(prompts, completion_ids)
-        return [
-            float(math_answer_correct(a, g)) if t == self.task else None
-            for a, t, g in zip(answers, task, gold, strict=True)
-        ]
+        return [math_reward(a, g) if t == self.task else None for a, t, g in zip(answers, task, gold, strict=True)]
 
 
 class InstructionReward(_CompletionReward):

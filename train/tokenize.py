@@ -8,7 +8,7 @@ the curated data root (`curated/web/level=medium`) resolves unchanged against th
 Rows become text by one rule:
 - a row with the text field (`text` by default) is that text;
 - a chat row (`messages`, the last one the assistant target) is `chat_training_text`: the prompt rendered with the
-  chat template and generation prompt, then the target (its leading "<think>\\n" dropped for reasoning-on rows, since
+  chat template and generation prompt, then the target (its leading THINK_PREFIX dropped for reasoning-on rows, since
   the prompt already ends with it), then "\\n<SPECIAL_12>\\n";
 - a preference row (`messages` holding only the prompt, plus `chosen`/`rejected`) trains on `chosen`.
 Every document ends with EOS, so documents packed into one training sequence stay separated. Rows without usable
@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from curation.decisions import DECISIONS_DIR
 from model.tokenizer import chat_training_text, load_tokenizer
+from nano2.contracts.megatron import IndexedShardWriter, token_dtype_for_vocab
+from nano2.contracts.shards import DECISIONS_DIR
 from nano2.errors import Nano2Error
 from nano2.manifest import (
     MANIFEST_NAME,
@@ -41,7 +42,6 @@ from nano2.manifest import (
     input_ref,
     write_manifest,
 )
-from train.indexed import IndexedShardWriter, token_dtype_for_vocab
 
 DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".ndjson")
 EOS_TOKEN = "</s>"

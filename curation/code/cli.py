@@ -7,11 +7,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from nano2.errors import Nano2Error
+
+if TYPE_CHECKING:
+    from curation.stages import Stage
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +41,7 @@ def register(app: typer.Typer) -> None:
         if fresh:
             clear_previous_run(cfg)
         started = time.monotonic()
-        with _StageProgress(console) as progress:
+        with _StageProgress(console, cfg.executor.tasks) as progress:
             manifest = run_pipeline(cfg, config, on_stage=progress.start, run_stage=progress.run)
         if manifest is None:
             console.print(
@@ -53,7 +56,7 @@ def register(app: typer.Typer) -> None:
 class _StageProgress:
     """A rich progress line per stage; datatrove's console logging goes to a file beside the stage's logs."""
 
-    def __init__(self, console):
+    def __init__(self, console, default_tasks: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
@@ -61,6 +64,7 @@ class _StageProgress:
             TimeElapsedColumn(), console=console, transient=False,
         )  # fmt: skip
         self.task_id = None
+        self.default_tasks = default_tasks
 
     def __enter__(self) -> _StageProgress:
         self.progress.__enter__()
@@ -69,12 +73,13 @@ class _StageProgress:
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
 
-    def start(self, index: int, total: int, stage) -> None:
+    def start(self, index: int, total: int, stage: Stage) -> None:
         if self.task_id is None:
             self.task_id = self.progress.add_task("stages", total=total)
-        self.progress.update(self.task_id, completed=index, description=f"{stage.name} ({stage.tasks} tasks)")
+        tasks = stage.tasks or self.default_tasks
+        self.progress.update(self.task_id, completed=index, description=f"{stage.name} ({tasks} tasks)")
 
-    def run(self, stage, launch: Callable[[], Any]) -> None:
+    def run(self, stage: Stage, launch: Callable[[], Any]) -> None:
         from loguru import logger
 
         log_path = Path(stage.logging_dir) / "console.log"
@@ -96,10 +101,11 @@ def _print_summary(console, manifest) -> None:
     from rich.table import Table
 
     from curation.code.pipeline import step_drops
+    from nano2.contracts.documents import Meta
 
     stats = manifest.stats
     console.print(f"kept {stats.documents or 0:,} files, {stats.tokens or 0:,} tokens -> manifest {manifest.id}")
-    by_license = stats.by.get("license_spdx", {})
+    by_license = stats.by.get(Meta.LICENSE_SPDX, {})
     if by_license:
         table = Table(title="kept by license (SPDX)", title_justify="left")
         for col in ("license", "files", "tokens"):

@@ -1,4 +1,5 @@
-"""Dedup pieces for code: the exact-dedup key, MinHash shingles over code tokens, and reasons for their drops."""
+"""Dedup pieces for code: the exact-dedup key and MinHash shingles over code tokens (the reasons of their drops are
+the decisions writers' `default_reason`, see curation.code.pipeline)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 from datatrove.utils.hashing import create_hash_func
-
-from curation.decisions import DecisionsWriter
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _CODE_TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -45,15 +44,3 @@ class CodeMinhashSignature(MinhashDedupSignature):
         self.language = "code"
         self.word_tokenizer = CodeTokenizer()
         self.skip_existing_sigs = False
-
-
-class ReasonedDecisionsWriter(DecisionsWriter):
-    """Decisions for datatrove steps that drop without a reason (the dedup filters): records `reason`."""
-
-    def __init__(self, output_folder: str, step: str, reason: str):
-        super().__init__(output_folder, step)
-        self.reason = reason
-
-    def write(self, document: Document, rank: int = 0, **kwargs):
-        document.metadata.setdefault("filter_reason", self.reason)
-        return super().write(document, rank, **kwargs)

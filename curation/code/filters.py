@@ -7,8 +7,9 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from curation.code.languages import language_of
-from curation.code.reader import INPUT_ISSUE_KEY
+from curation.code.reader import INPUT_DETAIL_KEY, INPUT_ISSUE_KEY
 from curation.decisions import SCORE_KEY
+from nano2.contracts.documents import Meta
 
 
 class InputIssueFilter(BaseFilter):
@@ -23,12 +24,12 @@ class InputIssueFilter(BaseFilter):
         issue = doc.metadata.get(INPUT_ISSUE_KEY)
         if not issue:
             return True
-        doc.metadata[SCORE_KEY] = {"size": doc.metadata.get("size"), "detail": doc.metadata.get("input_detail")}
+        doc.metadata[SCORE_KEY] = {"size": doc.metadata.get(Meta.SIZE), "detail": doc.metadata.get(INPUT_DETAIL_KEY)}
         return False, issue
 
 
 class LanguageFilter(BaseFilter):
-    """Sets `metadata["language"]` from the extension; drops unknown extensions and languages not asked for."""
+    """Sets `metadata["code_language"]` from the extension; drops unknown extensions and languages not asked for."""
 
     name = "🗂 language"
 
@@ -37,8 +38,8 @@ class LanguageFilter(BaseFilter):
         self.languages = frozenset(languages) if languages else None
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        language = language_of(doc.metadata.get("path", ""))
-        doc.metadata["language"] = language
+        language = language_of(doc.metadata.get(Meta.PATH, ""))
+        doc.metadata[Meta.CODE_LANGUAGE] = language
         if language is None:
             return False, "unsupported_extension"
         if self.languages is not None and language not in self.languages:

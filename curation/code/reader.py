@@ -1,4 +1,5 @@
-"""The datatrove reader: one Document per file of each repository, with repo, path, size and git blob hash.
+"""The datatrove reader: one Document per file of each repository, with repo, path, size and git blob hash (the
+repository is also the document's `source`).
 
 Nothing is dropped here, because the license step that follows must see every license file of a repository,
 including ones that will not be kept as code. Files that cannot be code are marked instead
@@ -19,6 +20,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from curation.code.sources import SourceConfig, SourceFile
+from nano2.contracts.documents import SOURCE, Meta
 from nano2.errors import Nano2Error
 
 # Path components of trees that are someone else's code or build output (linguist's vendor list, abridged).
@@ -40,7 +42,8 @@ BINARY_SUFFIXES = frozenset([
     ".parquet", ".arrow", ".onnx", ".safetensors", ".h5", ".mo",
 ])  # fmt: skip
 BINARY_SNIFF_BYTES = 8192
-INPUT_ISSUE_KEY = "input_issue"
+INPUT_ISSUE_KEY = "input_issue"  # working metadata keys: why a file cannot be code, and the error behind it
+INPUT_DETAIL_KEY = "input_detail"
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ def decode_text(data: bytes) -> str | None:
 
 def file_document(repo: str, source_file: SourceFile, limits: InputLimits) -> Document:
     """The Document of one file: text when it is readable text, else an input issue and no text."""
-    metadata = {"repo": repo, "path": source_file.path, "size": source_file.size, "blob_hash": None}
+    metadata = {SOURCE: repo, Meta.REPO: repo, Meta.PATH: source_file.path, Meta.SIZE: source_file.size,
+                Meta.BLOB_HASH: None}  # fmt: skip
     doc = Document(text="", id=f"{repo}/{source_file.path}", metadata=metadata)
     if source_file.is_symlink:
         metadata[INPUT_ISSUE_KEY] = "symlink"
@@ -104,13 +108,13 @@ def file_document(repo: str, source_file: SourceFile, limits: InputLimits) -> Do
         data = source_file.read()
     except OSError as exc:
         metadata[INPUT_ISSUE_KEY] = "unreadable"
-        metadata["input_detail"] = str(exc)[:300]
+        metadata[INPUT_DETAIL_KEY] = str(exc)[:300]
         return doc
-    metadata["size"] = len(data)
+    metadata[Meta.SIZE] = len(data)
     if len(data) > limits.max_file_bytes:
         metadata[INPUT_ISSUE_KEY] = "too_large"
         return doc
-    metadata["blob_hash"] = git_blob_sha1(data)
+    metadata[Meta.BLOB_HASH] = git_blob_sha1(data)
     if b"\0" in data[:BINARY_SNIFF_BYTES]:
         metadata[INPUT_ISSUE_KEY] = "binary"
         return doc
@@ -147,9 +151,10 @@ class CodeRepositoryReader(PipelineStep):
             ]
         except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError, Nano2Error) as exc:
             self.stat_update("unreadable_units")
-            doc = Document(text="", id=unit, metadata={"repo": unit, "path": "", "size": 0, "blob_hash": None})
+            doc = Document(text="", id=unit, metadata={SOURCE: unit, Meta.REPO: unit, Meta.PATH: "", Meta.SIZE: 0,
+                                                      Meta.BLOB_HASH: None})  # fmt: skip
             doc.metadata[INPUT_ISSUE_KEY] = "unreadable"
-            doc.metadata["input_detail"] = f"{type(exc).__name__}: {exc}"[:300]
+            doc.metadata[INPUT_DETAIL_KEY] = f"{type(exc).__name__}: {exc}"[:300]
             yield doc
             return
         for repo, files in repositories:

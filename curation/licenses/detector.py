@@ -5,7 +5,8 @@
   matchers run (`approximate=False`): hundreds of files a second instead of about one. License language further
   down, or a match ScanCode flags as imperfect, widens that (see `detect_header`).
 - `detect_text`: the full matcher (exact, then approximate sequence matching, optionally unknown-license
-  detection) for the few license files, README license sections and package metadata fields of a repository.
+  detection) for the few license files, README license sections and package metadata fields of a repository;
+  `metadata_detection` combines every license statement of a package metadata file.
 
 Both run ScanCode's own detection post-processing (`licensedcode.detection.detect_licenses`, the function behind
 `scancode.api.get_licenses`, which only takes a file path) on a query string, and never raise: a ScanCode
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from curation.licenses.candidates import MetadataError, declared_licenses
 from curation.licenses.policy import combine_and
 
 DetectionStatus = Literal["license", "none", "timeout", "error"]
@@ -255,3 +257,23 @@ class LicenseDetector:
 def detector_for(settings: DetectorSettings) -> LicenseDetector:
     """One detector per settings per process."""
     return LicenseDetector(settings)
+
+
+def metadata_detection(path: str, text: str, detector: LicenseDetector) -> Detection:
+    """All license statements of a package metadata file as one detection (AND), or why it failed."""
+    try:
+        declared = declared_licenses(path, text)
+    except MetadataError as exc:
+        return Detection("error", None, "metadata", str(exc))
+    expressions = []
+    for item in declared:
+        if item.expression:
+            expressions.append(item.expression)
+            continue
+        detection = detector.detect_declared(item.value)
+        if detection.failed:
+            return detection
+        if detection.expression:
+            expressions.append(detection.expression)
+    expression = combine_and(expressions)
+    return Detection("license", expression, "metadata") if expression else Detection("none", None, "metadata")

@@ -1,17 +1,12 @@
-"""The two real checks of the license stage, on data nobody here wrote.
+"""The real check of license detection, on data nobody here wrote: ScanCode's labelled license-detection cases.
 
-1. `cases`: ScanCode's labelled license-detection cases (../shared/data/licenses/
-   scancode_license_detection_cases_dev.jsonl.gz): how often our detection agrees with the expected licenses, for
-   the fast path (exact matching on the first lines, escalating imperfect headers) and for the full matcher,
-   separately. Agreement is measured three ways: the same set of license keys, the same keys with `-plus`
-   folded in, and the same keep/drop decision under the allow-list.
-2. `site-packages`: every distribution installed in this environment is a real repository with a real license.
-   Its license files (read back at their project paths, see curation.code.sources) resolve to a license for the
-   repository root, which is compared with what its metadata declares (License-Expression, else License and
-   the license classifiers): same license families, and same keep/drop decision.
+`cases` (../shared/data/licenses/scancode_license_detection_cases_dev.jsonl.gz): how often our detection agrees
+with the expected licenses, for the fast path (exact matching on the first lines, escalating imperfect headers)
+and for the full matcher, separately. Agreement is measured three ways: the same set of license keys, the same
+keys with `-plus` folded in, and the same keep/drop decision under the allow-list. The second real check, whole
+repositories as the code pipeline resolves them, is `curation.code.license_check`.
 
     python -m curation.licenses.evaluate cases [--limit N] [--workers 2] [--output report.json]
-    python -m curation.licenses.evaluate site-packages [--output report.json]
 """
 
 from __future__ import annotations
@@ -24,8 +19,6 @@ import multiprocessing
 import os
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -79,7 +72,7 @@ def read_cases(path: str | Path) -> list[Case]:
     return cases
 
 
-def _families(expression: str | None) -> frozenset[str]:
+def license_families(expression: str | None) -> frozenset[str]:
     return frozenset(k.removesuffix("-plus") for k in expression_keys(expression)) if expression else frozenset()
 
 
@@ -87,7 +80,7 @@ def _keys(expression: str | None) -> frozenset[str]:
     return frozenset(expression_keys(expression)) if expression else frozenset()
 
 
-def _keeps(expression: str | None, allowlist: AllowList) -> bool:
+def keeps_license(expression: str | None, allowlist: AllowList) -> bool:
     """Would a file under exactly this expression be kept (references and neutral keys removed first)?"""
     expression, _ = strip_non_grants(expression, allowlist.neutral)
     return bool(expression) and evaluate_expression(expression, allowlist.allowed, allowlist.unstated).permissive
@@ -114,8 +107,9 @@ class CaseScore:
         self.seconds += seconds
         self.failed += detection.failed
         self.same_keys += _keys(ours) == _keys(expected)
-        self.same_families += _families(ours) == _families(expected)
-        keep_ours, keep_expected = (not detection.failed) and _keeps(ours, allowlist), _keeps(expected, allowlist)
+        self.same_families += license_families(ours) == license_families(expected)
+        keep_ours = not detection.failed and keeps_license(ours, allowlist)
+        keep_expected = keeps_license(expected, allowlist)
         self.same_decision += keep_ours == keep_expected
         self.wrong_keeps += keep_ours and not keep_expected
         self.wrong_drops += keep_expected and not keep_ours
@@ -166,110 +160,6 @@ def evaluate_cases(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 2. site-packages distributions
-
-
-@dataclass(frozen=True)
-class DistributionCheck:
-    """One distribution: what its root resolves to, and what its metadata declares.
-
-    `resolved` comes from the license files alone (independent of the declaration); `pipeline` is what the
-    pipeline gives a root file without a header, which may also use PKG-INFO (the fallback when there are no
-    license files, and the AND/OR of dual-licensed files when it names the same licenses).
-    """
-
-    name: str
-    resolved: str | None
-    resolved_from: tuple[str, ...]
-    resolved_failure: str | None
-    pipeline: str | None
-    pipeline_failure: str | None
-    declared: str | None
-    declared_from: str
-
-    def verdict(self, allowlist: AllowList, use_pipeline: bool = False) -> str:
-        resolved, failure = (self.pipeline, self.pipeline_failure) if use_pipeline else (
-            self.resolved, self.resolved_failure)  # fmt: skip
-        if failure:
-            return "resolution_failed"
-        if not resolved:
-            return "no_license_files"
-        if not self.declared:
-            return "nothing_declared"
-        if _keeps(resolved, allowlist) != _keeps(self.declared, allowlist):
-            return "different_decision"
-        return "same_license" if _families(resolved) == _families(self.declared) else "same_decision"
-
-    def as_dict(self, allowlist: AllowList) -> dict:
-        return {
-            "name": self.name, "verdict": self.verdict(allowlist),
-            "pipeline_verdict": self.verdict(allowlist, use_pipeline=True), "resolved": self.resolved,
-            "resolved_from": list(self.resolved_from), "resolved_failure": self.resolved_failure,
-            "pipeline": self.pipeline, "declared": self.declared, "declared_from": self.declared_from,
-            "keep_resolved": _keeps(self.resolved, allowlist), "keep_pipeline": _keeps(self.pipeline, allowlist),
-            "keep_declared": _keeps(self.declared, allowlist),
-        }  # fmt: skip
-
-
-def check_distribution(name: str, source, detector: LicenseDetector, allowlist: AllowList) -> DistributionCheck:
-    """Resolve a distribution's root license from its license files only, and detect its declared license."""
-    from curation.code.reader import InputLimits, file_document
-    from curation.code.sources import distribution_files
-    from curation.licenses.candidates import candidate_kind, declared_licenses
-    from curation.licenses.resolution import RepositoryEvidence
-    from curation.licenses.steps import metadata_detection, repository_evidence
-
-    dist = source.installed()[name]
-    docs, metadata_doc = [], None
-    for source_file in distribution_files(dist, source.site_dir()):
-        if "/" in source_file.path or candidate_kind(source_file.path) is None:
-            continue  # only the root's files decide the root's license
-        doc = file_document(name, source_file, InputLimits())
-        if source_file.path == "PKG-INFO":
-            metadata_doc = doc
-        else:
-            docs.append(doc)
-
-    def detect_metadata(doc):
-        return metadata_detection(doc.metadata["path"], doc.text, detector)
-
-    evidence = repository_evidence(docs, lambda kind, doc, text: detector.detect_text(text), detect_metadata,
-                                   allowlist.neutral)  # fmt: skip
-    root = RepositoryEvidence(evidence).inherited("__root_file__")
-    declared, declared_from, pipeline = None, "none", root
-    if metadata_doc is not None and metadata_doc.text:
-        fields = declared_licenses("PKG-INFO", metadata_doc.text)
-        declared_from = "+".join(sorted({f.field for f in fields})) or "none"
-        declared = detect_metadata(metadata_doc).expression
-        with_metadata = evidence + repository_evidence([metadata_doc], None, detect_metadata, allowlist.neutral)
-        pipeline = RepositoryEvidence(with_metadata).inherited("__root_file__")
-    return DistributionCheck(name, root.expression, root.source_paths, root.failure, pipeline.expression,
-                             pipeline.failure, declared, declared_from)  # fmt: skip
-
-
-def check_site_packages(names: Iterable[str] | None = None, settings: DetectorSettings | None = None) -> dict:
-    """The site-packages real check over `names` (default: every installed distribution)."""
-    from curation.code.sources import SitePackagesSource
-
-    allowlist = load_allowlist()
-    detector = LicenseDetector(settings or DetectorSettings())
-    source = SitePackagesSource(kind="site-packages", distributions=list(names) if names else None)
-    started = time.perf_counter()
-    checks = [check_distribution(name, source, detector, allowlist) for name in source.units()]
-    rows = [c.as_dict(allowlist) for c in checks]
-    report: dict = {"distributions": len(rows)}
-    for label, key in (("license_files_only", "verdict"), ("as_the_pipeline_resolves", "pipeline_verdict")):
-        verdicts = Counter(r[key] for r in rows)
-        compared = sum(verdicts[v] for v in ("same_license", "same_decision", "different_decision"))
-        report[label] = {
-            "verdicts": dict(verdicts), "compared": compared,
-            "same_license": round(verdicts["same_license"] / compared, 4) if compared else None,
-            "same_decision": round(1 - verdicts["different_decision"] / compared, 4) if compared else None,
-        }  # fmt: skip
-    return {**report, "seconds": round(time.perf_counter() - started, 1), "rows": rows}
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 
 def _shared_data() -> Path:
@@ -283,10 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     cases_p.add_argument("--limit", type=int, default=0, help="first N cases only (0: all)")
     cases_p.add_argument("--workers", type=int, default=2)
     cases_p.add_argument("--modes", default="fast,full", help=f"comma-separated, of: {', '.join(MODES)}")
-    sp = sub.add_parser("site-packages", help="installed distributions: resolved vs declared license")
-    sp.add_argument("--distributions", nargs="*", default=None)
-    for p in (cases_p, sp):
-        p.add_argument("--output", type=Path, default=None, help="write the full report as JSON here")
+    cases_p.add_argument("--output", type=Path, default=None, help="write the full report as JSON here")
     args = parser.parse_args(argv)
     if args.check == "cases":
         cases = read_cases(_shared_data() / CASES_FILE)
@@ -303,13 +190,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode}: all {summary}", flush=True)
             code = {k: v for k, v in report[mode]["source_code"].items() if k != "wrong_keep_examples"}
             print(f"{mode}: source code {code}", flush=True)
-    else:
-        report = check_site_packages(args.distributions)
-        print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=2))
-        for row in report["rows"]:
-            if row["verdict"] != "same_license" or row["pipeline_verdict"] != "same_license":
-                print(f"{row['verdict']:19} {row['pipeline_verdict']:19} {row['name']:24} resolved={row['resolved']} "
-                      f"pipeline={row['pipeline']} declared={row['declared']}")  # fmt: skip
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -14,7 +14,8 @@ Curator tutorial routes buckets > 11 there instead (that is medium's upper half 
 classifier: the ensemble takes the max over classifiers, so its buckets skew upward and the upper levels hold more
 than these shares of the tokens.
 
-Level names double as hive partition values (`level=medium-high/`), hence lowercase letters, digits and dashes.
+Level names double as hive partition values (`subset=medium-high/`), hence lowercase letters, digits and dashes.
+English documents that no classifier scored (a run without classifiers) get the level `unscored` (`UNSCORED`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 N_BUCKETS = 20
 N_LEVELS = 5
 LEVEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+UNSCORED = "unscored"  # the level of a document of a scored language when the run has no classifiers
 
 DEFAULT_LEVEL_RANGES: dict[str, str] = {
     "low": "0-4",

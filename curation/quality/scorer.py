@@ -73,7 +73,7 @@ class ClassifierSpec(BaseModel):
     """One member of the ensemble: its name (a metadata key), model path, positive label and text preparation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(description="key in metadata['quality_scores']; letters, digits, '_', '-', '.'")
+    name: str = Field(description="the classifier of its metadata quality entries; letters, digits, '_', '-', '.'")
     path: str = Field(description="fastText .bin file, or a train-quality output directory holding model.bin")
     label: str = Field(default=HIGH_QUALITY_LABEL, description="the high-quality label whose probability is the score")
     normalization: Literal["auto", "lower-nopunct", "newlines"] = "auto"

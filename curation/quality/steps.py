@@ -1,32 +1,43 @@
-"""datatrove steps around the scorer and the thresholds: thin wrappers, the logic lives in scorer.py/thresholds.py.
+"""datatrove steps of quality classification: thin wrappers, the logic lives in scorer.py and thresholds.py.
 
-A web run is two passes over the same documents (Nemotron-CC step 3):
+A web run is three passes over the same documents (Nemotron-CC step 3):
 
-1. `QualityScores(classifiers)` writes `metadata["quality_scores"] = {name: P(hq)}` (needs `token_count` counted
-   too, e.g. datatrove's TokensCounter). Write the scored documents.
-2. Fit once, in the driver: `QualityThresholds.fit_parquet(files, classifiers, sample_fraction=...)` (or
-   `.fit_documents(docs)`), store `thresholds.to_manifest_extra()` in the run manifest.
-3. `QualityBuckets(thresholds)` writes `metadata["quality_buckets"]` (per classifier), `metadata["bucket"]`
-   (ensemble = max) and `metadata["level"]`; a `ParquetWriter(output_filename="level=${level}/${rank}.parquet")`
-   then partitions the output by level.
+1. `QualityScores` writes each document's `quality` metadata (one {classifier, score, bucket} entry per classifier
+   of the ensemble, bucket still empty) and needs `token_count` counted too (datatrove's TokensCounter). Only
+   documents in a scored language (English) are scored: no reliable multilingual classifier exists (paper-facts
+   §4), so the rest pass through unscored.
+2. `FitThresholds` (one task, after every score exists) fits token-weighted thresholds on a sample of the scored
+   documents and saves them to a file.
+3. `QualityBuckets` fills in each entry's bucket, the ensemble `bucket` (max) and the `level`. It reads the
+   thresholds file lazily in each worker, so the chain also works under Slurm or Ray, where the driver does not
+   run between stages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from datatrove.data import DocumentsPipeline
+from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from curation.quality.levels import UNSCORED, QualityLevels
 from curation.quality.scorer import ClassifierSpec, QualityScorer
-from curation.quality.thresholds import BUCKET_KEY, BUCKETS_KEY, LEVEL_KEY, SCORES_KEY, QualityThresholds
+from curation.quality.thresholds import QualityThresholds, entry_scores
+from nano2.contracts.documents import TOKEN_COUNT, Meta, quality_entries
 from nano2.errors import Nano2Error
+
+SCORED_LANGUAGES = ("en",)
+
+
+def _scored(doc: Document, languages: frozenset[str]) -> bool:
+    return doc.metadata.get(Meta.LANGUAGE, "en") in languages
 
 
 class QualityScores(PipelineStep):
-    """Score every document with every classifier of the ensemble into `metadata["quality_scores"]`.
+    """Score every document of a scored language with every classifier of the ensemble.
 
     Model paths are checked when the step is built (in the driver, before any worker starts); each worker loads
     the models once, on its first document.
@@ -36,42 +47,134 @@ class QualityScores(PipelineStep):
     type = "📊 - QUALITY"
     _requires_dependencies: ClassVar[list] = [("fasttext", "fasttext-numpy2-wheel")]
 
-    def __init__(self, classifiers: QualityScorer | Sequence[ClassifierSpec | Mapping[str, Any]]):
+    def __init__(
+        self,
+        classifiers: QualityScorer | Sequence[ClassifierSpec | Mapping[str, Any]],
+        languages: Iterable[str] = SCORED_LANGUAGES,
+    ):
         super().__init__()
         self.scorer = classifiers if isinstance(classifiers, QualityScorer) else QualityScorer(classifiers)
+        self.languages = frozenset(languages)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for doc in data:
-            self.stat_update("scored")
-            with self.track_time():
-                doc.metadata[SCORES_KEY] = self.scorer.score(doc.text)
+            if _scored(doc, self.languages):
+                with self.track_time():
+                    doc.metadata[Meta.QUALITY] = quality_entries(self.scorer.score(doc.text))
+                self.stat_update("scored")
+            else:
+                self.stat_update("not_scored")
             yield doc
 
 
-class QualityBuckets(PipelineStep):
-    """Apply stored thresholds: per-classifier buckets, the ensemble bucket (max) and its level.
+class FitThresholds(PipelineStep):
+    """One task: read a sample of the scored documents (JSONL of a previous stage), fit the thresholds, save them.
 
-    Counts documents per level and per ensemble bucket in datatrove's stats (`level_<name>`, `bucket_<nn>`).
+    The sample is the first `sample_docs` documents in the order of a hash of their ids, so it is the same on
+    every rerun and does not depend on how earlier stages sharded their files.
     """
+
+    name = "📏 Quality thresholds"
+    type = "📊 - QUALITY"
+
+    def __init__(
+        self,
+        scored_folder: str | Path,
+        output_file: str | Path,
+        classifiers: list[str],
+        n_bins: int,
+        sample_docs: int,
+        levels: Mapping[str, Any] | None = None,
+        languages: Iterable[str] = SCORED_LANGUAGES,
+    ):
+        super().__init__()
+        self.scored_folder, self.output_file = str(scored_folder), str(output_file)
+        self.classifiers, self.n_bins, self.sample_docs = classifiers, n_bins, sample_docs
+        self.levels = dict(levels) if levels else None
+        self.languages = sorted(languages)
+
+    def sample(self) -> tuple[list[int], dict[str, list[float]]]:
+        """(token counts, scores per classifier) of the sampled documents."""
+        import duckdb
+
+        files = sorted(str(p) for p in Path(self.scored_folder).rglob("*.jsonl.gz"))
+        if not files:
+            raise Nano2Error(f"{self.scored_folder}: no scored documents to fit quality thresholds on")
+        languages = ", ".join(f"'{language}'" for language in self.languages)
+        rows = duckdb.sql(
+            f"SELECT CAST(json_extract(metadata, '$.{TOKEN_COUNT}') AS BIGINT), "
+            f"CAST(json_extract(metadata, '$.{Meta.QUALITY}') AS VARCHAR) "
+            f"FROM read_json({files}, format='newline_delimited', columns={{'id': 'VARCHAR', 'metadata': 'JSON'}}) "
+            f"WHERE coalesce(json_extract_string(metadata, '$.{Meta.LANGUAGE}'), 'en') IN ({languages}) "
+            f"ORDER BY hash(id) LIMIT {int(self.sample_docs)}"
+        ).fetchall()
+        if not rows:
+            raise Nano2Error("no document of a scored language survived the filters: thresholds cannot be fitted")
+        tokens = [max(int(count or 0), 0) for count, _ in rows]
+        per_document = [entry_scores(json.loads(entries or "[]")) for _, entries in rows]
+        scores = {name: [float(doc_scores[name]) for doc_scores in per_document] for name in self.classifiers}
+        return tokens, scores
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        tokens, scores = self.sample()
+        levels = QualityLevels(n_buckets=self.n_bins, levels=self.levels) if self.levels else None
+        QualityThresholds.fit(scores, tokens, n_bins=self.n_bins, levels=levels).save(self.output_file)
+        self.stat_update("sample_documents", value=len(tokens))
+        if data:
+            yield from data
+
+
+class QualityBuckets(PipelineStep):
+    """Apply fitted thresholds to documents of a scored language: per-classifier buckets, the ensemble bucket
+    (their max) and its level. Without thresholds (a run without classifiers) those documents get the level
+    `unscored`. Counts documents per level and ensemble bucket (`level_<name>`, `bucket_<nn>`)."""
 
     name = "🪣 Quality buckets"
     type = "📊 - QUALITY"
 
-    def __init__(self, thresholds: QualityThresholds | str | Path):
+    def __init__(self, thresholds: QualityThresholds | str | Path | None, languages: Iterable[str] = SCORED_LANGUAGES):
         super().__init__()
-        self.thresholds = (
-            thresholds if isinstance(thresholds, QualityThresholds) else QualityThresholds.load(thresholds)
-        )
+        self.thresholds_file = None if thresholds is None or isinstance(thresholds, QualityThresholds) else thresholds
+        self._thresholds = thresholds if isinstance(thresholds, QualityThresholds) else None
+        self.languages = frozenset(languages)
+
+    @property
+    def thresholds(self) -> QualityThresholds | None:
+        if self._thresholds is None and self.thresholds_file is not None:
+            self._thresholds = QualityThresholds.load(self.thresholds_file)
+        return self._thresholds
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        thresholds = self.thresholds
         for doc in data:
-            scores = doc.metadata.get(SCORES_KEY)
-            if not isinstance(scores, Mapping):
-                raise Nano2Error(f"document {doc.id}: no metadata[{SCORES_KEY!r}]; run QualityScores before buckets")
+            if not _scored(doc, self.languages):
+                yield doc
+                continue
+            if thresholds is None:
+                doc.metadata[Meta.LEVEL] = UNSCORED
+                self.stat_update(f"level_{UNSCORED}")
+                yield doc
+                continue
+            entries = doc.metadata.get(Meta.QUALITY)
+            if not isinstance(entries, list):
+                raise Nano2Error(f"document {doc.id}: no metadata[{Meta.QUALITY.value!r}]; run QualityScores first")
+            scores = entry_scores(entries)
             with self.track_time():
-                assignment = self.thresholds.assign(scores)
-            doc.metadata[BUCKETS_KEY] = assignment.buckets
-            doc.metadata[BUCKET_KEY] = assignment.bucket
-            doc.metadata[LEVEL_KEY] = assignment.level
+                assignment = thresholds.assign(scores)
+            doc.metadata[Meta.QUALITY] = quality_entries(scores, assignment.buckets)
+            doc.metadata[Meta.BUCKET] = assignment.bucket
+            doc.metadata[Meta.LEVEL] = assignment.level
             self.stat_update(f"level_{assignment.level}", f"bucket_{assignment.bucket:02d}")
             yield doc
+
+
+class SkipThresholds(PipelineStep):
+    """The thresholds stage of a run without classifiers: nothing to fit."""
+
+    name = "📏 Quality thresholds (no classifiers)"
+    type = "📊 - QUALITY"
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self.stat_update("skipped")
+        if data:
+            yield from data

@@ -33,14 +33,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.quality.levels import DEFAULT_LEVELS, N_BUCKETS, QualityLevels
+from nano2.contracts.documents import ID, METADATA, TOKEN_COUNT, Meta, check_document_schema
 from nano2.errors import ConfigError, Nano2Error
 
-SCORES_KEY = "quality_scores"  # metadata: {classifier name: P(high quality)}
-BUCKETS_KEY = "quality_buckets"  # metadata: {classifier name: bucket 0-19}
-BUCKET_KEY = "bucket"  # metadata: ensemble bucket = max over classifiers
-LEVEL_KEY = "level"  # metadata: level name (a hive partition value)
-TOKEN_COUNT_KEY = "token_count"  # metadata: tokens, as datatrove's TokensCounter writes it
 MANIFEST_EXTRA_KEY = "quality_thresholds"
+
+
+def entry_scores(entries: Iterable[Mapping[str, Any]] | None) -> dict[str, float]:
+    """{classifier: score} from a document's `quality` metadata (a list of {classifier, score, bucket})."""
+    return {str(entry["classifier"]): float(entry["score"]) for entry in entries or ()}
 
 
 def _validated_arrays(scores: Any, token_counts: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -122,51 +123,40 @@ def read_threshold_sample(
     *,
     sample_fraction: float = 1.0,
     sample_seed: int = 0,
-    token_count_key: str = TOKEN_COUNT_KEY,
 ) -> tuple[list[str], dict[str, list[float]], list[int]]:
-    """(ids, scores per classifier, token counts) of the sampled documents in datatrove Parquet output.
-
-    Works whether the writer nested metadata (`metadata.quality_scores`) or expanded it into columns.
-    """
+    """(ids, scores per classifier, token counts) of the sampled documents of scored document files (the
+    document contract: `token_count` column, `metadata.quality` entries)."""
     import duckdb
+    import pyarrow.parquet as pq
 
     if not files:
         raise Nano2Error("thresholds: no Parquet files given")
     missing = [str(f) for f in files if not Path(f).exists()]
     if missing:
         raise Nano2Error(f"thresholds: Parquet file not found: {missing[0]}")
-    con = duckdb.connect(":memory:")
+    for f in files:
+        check_document_schema(pq.read_schema(f), str(f))
     file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-    con.execute(f"CREATE VIEW docs AS SELECT * FROM read_parquet({file_list}, union_by_name=true)")
-    columns = {row[0]: row[1] for row in con.execute("DESCRIBE docs").fetchall()}
-    meta_type = columns.get("metadata", "")
-    prefix = "metadata." if meta_type.startswith("STRUCT") and f"{SCORES_KEY} " in meta_type else ""
-    if not prefix and SCORES_KEY not in columns:
-        raise Nano2Error(f"thresholds: the Parquet files have no {SCORES_KEY} (run QualityScores before writing)")
-    token_expr = (
-        f'metadata."{token_count_key}"'
-        if meta_type.startswith("STRUCT") and f"{token_count_key} " in meta_type
-        else (f'"{token_count_key}"' if token_count_key in columns else None)
-    )
-    if token_expr is None:
-        raise Nano2Error(f"thresholds: the Parquet files have no {token_count_key} (count tokens before writing)")
-    score_exprs = ", ".join(f'{prefix}{SCORES_KEY}."{name}"' for name in classifiers)
-    try:
-        rows = con.execute(f"SELECT CAST(id AS VARCHAR), {token_expr}, {score_exprs} FROM docs").fetchall()
-    except duckdb.Error as exc:
-        raise Nano2Error(f"thresholds: cannot read scores of {list(classifiers)}: {str(exc).splitlines()[0]}") from None
+    rows = duckdb.sql(
+        f'SELECT {ID}, {TOKEN_COUNT}, {METADATA}."{Meta.QUALITY}" FROM read_parquet({file_list})'
+    ).fetchall()
     ids: list[str] = []
     tokens: list[int] = []
     scores: dict[str, list[float]] = {name: [] for name in classifiers}
-    for doc_id, token_count, *values in rows:
+    for doc_id, token_count, entries in rows:
         if not in_threshold_sample(doc_id, sample_fraction, sample_seed):
             continue
-        if token_count is None or any(v is None for v in values):
-            raise Nano2Error(f"thresholds: document {doc_id} lacks a score or a token count")
+        doc_scores = entry_scores(entries)
+        absent = [name for name in classifiers if name not in doc_scores]
+        if absent:
+            raise Nano2Error(f"thresholds: cannot read scores of {list(classifiers)}: document {doc_id} has none "
+                             f"for {', '.join(absent)}")  # fmt: skip
+        if token_count is None:
+            raise Nano2Error(f"thresholds: document {doc_id} has no token count")
         ids.append(doc_id)
         tokens.append(int(token_count))
-        for name, value in zip(classifiers, values, strict=True):
-            scores[name].append(float(value))
+        for name in classifiers:
+            scores[name].append(doc_scores[name])
     return ids, scores, tokens
 
 
@@ -263,27 +253,27 @@ class QualityThresholds(BaseModel):
         n_bins: int = N_BUCKETS,
         sample_fraction: float = 1.0,
         sample_seed: int = 0,
-        token_count_key: str = TOKEN_COUNT_KEY,
     ) -> QualityThresholds:
-        """Fit from scored datatrove Documents (metadata `quality_scores` and `token_count`), sampled by id."""
+        """Fit from scored datatrove Documents in a pipeline (metadata `quality` entries and datatrove's
+        `token_count`), sampled by id."""
         scores: dict[str, list[float]] = {}
         tokens: list[int] = []
         names = list(classifiers) if classifiers is not None else None
         for doc in documents:
             if not in_threshold_sample(str(doc.id), sample_fraction, sample_seed):
                 continue
-            doc_scores = doc.metadata.get(SCORES_KEY)
-            if doc_scores is None:
-                raise Nano2Error(f"document {doc.id}: no metadata[{SCORES_KEY!r}]; run QualityScores first")
-            if token_count_key not in doc.metadata:
-                raise Nano2Error(f"document {doc.id}: no metadata[{token_count_key!r}]; count tokens first")
+            if Meta.QUALITY not in doc.metadata:
+                raise Nano2Error(f"document {doc.id}: no metadata[{Meta.QUALITY.value!r}]; run QualityScores first")
+            if TOKEN_COUNT not in doc.metadata:
+                raise Nano2Error(f"document {doc.id}: no metadata[{TOKEN_COUNT!r}]; count tokens first")
+            doc_scores = entry_scores(doc.metadata[Meta.QUALITY])
             if names is None:
                 names = sorted(doc_scores)
             for name in names:
                 if name not in doc_scores:
                     raise Nano2Error(f"document {doc.id}: no score for classifier {name!r}")
-                scores.setdefault(name, []).append(float(doc_scores[name]))
-            tokens.append(int(doc.metadata[token_count_key]))
+                scores.setdefault(name, []).append(doc_scores[name])
+            tokens.append(int(doc.metadata[TOKEN_COUNT]))
         if not tokens:
             raise Nano2Error("thresholds: no document fell into the sample")
         return cls.fit(
@@ -305,15 +295,10 @@ class QualityThresholds(BaseModel):
         n_bins: int = N_BUCKETS,
         sample_fraction: float = 1.0,
         sample_seed: int = 0,
-        token_count_key: str = TOKEN_COUNT_KEY,
     ) -> QualityThresholds:
-        """Fit from scored documents written by datatrove's ParquetWriter (nested or expanded metadata)."""
+        """Fit from scored document files (the document contract), e.g. to refit on a curated folder."""
         ids, scores, tokens = read_threshold_sample(
-            files,
-            classifiers,
-            sample_fraction=sample_fraction,
-            sample_seed=sample_seed,
-            token_count_key=token_count_key,
+            files, classifiers, sample_fraction=sample_fraction, sample_seed=sample_seed
         )
         if not ids:
             raise Nano2Error(f"thresholds: no document of {len(files)} Parquet file(s) fell into the sample")

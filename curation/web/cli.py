@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         from curation.web.config import load_web_config
         from curation.web.pipeline import run_web
         from nano2.console import make_console
+        from nano2.contracts.documents import Meta
         from nano2.manifest import read_manifest
 
         cfg = load_web_config(config)
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
             groups = "; ".join(
                 f"{key}: " + ", ".join(f"{v}={s.documents}" for v, s in values.items())
                 for key, values in m.stats.by.items()
-                if key != "bucket"
+                if key != Meta.BUCKET
             )
             table.add_row(str(directory), f"{m.stats.documents or 0:,}", f"{m.stats.tokens or 0:,}", groups)
         console.print(table)

@@ -111,7 +111,10 @@ class QualityConfig(BaseModel):
 class WebConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "web"
-    output_dir: str = Field(description="where the curated artifacts go: web/, math/, multilingual/, decisions/")
+    output_dir: str = Field(
+        description="where the curated artifacts go: web/, math/, multilingual/ (decisions beside web/, see "
+        "nano2.contracts.shards.decisions_dir)"
+    )
     work_dir: str = Field(description="intermediate stages and datatrove logs (resume state)")
     inputs: list[InputSpec] = Field(min_length=1)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)

@@ -2,9 +2,10 @@
 
 Stage 1 (`AssignKeys` + `ExactHashSignature`, pass-through inside the extraction pipeline) writes one
 `(hash, key)` line per document and task; stage 2 (`ExactFindDuplicates`, one task) keeps the smallest key of each
-hash and writes the keys to remove; stage 3 (`ExactDedupFilter`) drops them. Keys (`<rank>-<position>`) are
-assigned where documents enter the pipeline, so the filter does not depend on how later readers shard files, and
-the same input always keeps the same copy. Normalisation: NFKC, lower case, whitespace collapsed.
+hash and writes the keys to remove; stage 3 (`ExactDedupFilter`) drops them. Keys (`<rank>-<position>`, kept in
+the curated metadata as `dedup_key`) are assigned where documents enter the pipeline, so the filter does not depend
+on how later readers shard files, and the same input always keeps the same copy. Normalisation: NFKC, lower case,
+whitespace collapsed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from curation.decisions import mark_drop
-
-KEY = "nano2_key"
+from nano2.contracts.documents import Meta
 
 
 def normalised_hash(text: str) -> str:
@@ -39,7 +39,7 @@ class AssignKeys(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for position, doc in enumerate(data):
-            doc.metadata[KEY] = f"{rank:05d}-{position:010d}"
+            doc.metadata[Meta.DEDUP_KEY] = f"{rank:05d}-{position:010d}"
             yield doc
 
 
@@ -57,7 +57,7 @@ class ExactHashSignature(PipelineStep):
         with self.output_folder.open(f"{rank:05d}.tsv", "wt") as out:
             for doc in data:
                 with self.track_time():
-                    out.write(f"{normalised_hash(doc.text)}\t{doc.metadata[KEY]}\n")
+                    out.write(f"{normalised_hash(doc.text)}\t{doc.metadata[Meta.DEDUP_KEY]}\n")
                 self.stat_update("signatures")
                 yield doc
 
@@ -121,7 +121,7 @@ class ExactDedupFilter(PipelineStep):
         with writer_ctx as writer:
             for doc in data:
                 self.stat_update("total")
-                kept_copy = remove.get(doc.metadata.get(KEY, ""))
+                kept_copy = remove.get(doc.metadata.get(Meta.DEDUP_KEY, ""))
                 if kept_copy is None:
                     self.stat_update("forwarded")
                     yield doc

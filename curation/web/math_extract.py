@@ -11,7 +11,8 @@ formula sources that pages ship before any JavaScript runs and put them back int
 - `\\(...\\)` and `\\[...\\]` already in the text become `$...$` / `$$...$$`; `$...$` is left as it is.
 
 Then the page goes through the same boilerplate removal as `extract_main_text`, with blocks holding LaTeX never
-treated as furniture. `detect_math` decides per page, cheaply, whether this variant is worth running.
+treated as furniture. `detect_math` decides per page, cheaply, whether this variant is worth running;
+`extract_page` is the math-aware extraction of one page the pipeline runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import ElementNode, HTMLTree, Node
 
-from curation.web.extract import Block, extract_blocks_from_tree, render_blocks, settings_for
+from curation.web.extract import Block, extract_blocks_from_tree, extract_main_text, render_blocks, settings_for
 
 # ---------------------------------------------------------------------------------------------------------------
 # detection
@@ -297,3 +298,18 @@ def extract_with_math(html: str, *, favour: str = "balanced") -> str:
         return ""
     latexify_math_elements(tree)
     return render_blocks(extract_blocks_from_tree(tree, settings, annotate=_annotate_math_blocks))
+
+
+def extract_page(html: str, favour: str = "balanced", math_aware: bool = True) -> tuple[str, bool]:
+    """(main text, whether the math-preserving variant ran): the per-page work of the pipeline's extractor.
+
+    A formula source in the markup goes straight to the math variant; otherwise the plain extract is checked for
+    LaTeX, and only then is the page extracted again with formulas kept."""
+    if not math_aware:
+        return extract_main_text(html, favour=favour), False
+    if has_math_markup(html):
+        return extract_with_math(html, favour=favour), True
+    text = extract_main_text(html, favour=favour)
+    if has_tex_text(html, text):
+        return extract_with_math(html, favour=favour), True
+    return text, False

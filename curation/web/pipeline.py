@@ -1,48 +1,57 @@
-"""The Nemotron-CC web pipeline as a chain of datatrove executors, assembled from a `WebConfig`.
+"""The Nemotron-CC web pipeline as a chain of datatrove stages (`curation.stages`), assembled from a `WebConfig`.
 
-Stages (each its own executor and logging dir, chained with `depends`, so a rerun skips finished tasks):
+Stages (each its own executor and logging dir, so a rerun skips finished tasks):
 1. extract: read (WARC / JSONL) -> keys -> URL filter -> main-text extraction (math-aware) -> language ID ->
    heuristic filters -> token counts -> exact-dedup signatures -> JSONL (`work/extracted`).
    Intermediate stages are JSONL (schema-free: documents of different sources carry different metadata);
-   the final artifacts are Parquet with one fixed schema.
+   the final artifacts are document folders of the contract (nano2.contracts.documents).
 2. exact-find (1 task): duplicates of the normalised content hash.
 3. minhash-sig, 4. minhash-buckets, 5. minhash-cluster: datatrove's MinHash stages over `work/extracted`.
 6. dedup+score: read `work/extracted` -> MinHash filter -> exact filter -> quality scores (English) -> `work/scored`.
 7. thresholds (1 task): token-weighted 20-bin thresholds per classifier from the English scores.
-8. bucket+write: per-classifier buckets, ensemble = max, level; write `web/level=*`, `math/level=*`,
-   `multilingual/language=*` under `output_dir`, decisions under `output_dir/decisions`, then manifests.
+8. bucket+write: per-classifier buckets, ensemble = max, level; write `web/subset=<level>`, `math/subset=<level>`,
+   `multilingual/subset=<language>` under `output_dir`, then manifests.
+Drops of every stage go to the decisions beside `web/` (`nano2.contracts.shards.decisions_dir`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from curation.decisions import DecisionsWriter
-from curation.executors import ExecutorConfig, make_executor
-from curation.manifests import write_run_manifest
-from curation.tokens import resolve_tokenizer
-from curation.web.config import WebConfig
+from curation.documents import WorkingDocumentsWriter
+from curation.manifests import write_decisions_manifest, write_run_manifest
+from curation.stages import Stage, run_stages
+from curation.tokens import counting_tokenizer_id, resolve_tokenizer
+from curation.web.config import InputSpec, WebConfig
 from curation.web.dedup import AssignKeys, ExactDedupFilter, ExactFindDuplicates, ExactHashSignature
 from curation.web.readers import JsonlDocuments, WarcDocuments
 from curation.web.routing import MATH, MULTILINGUAL, WEB, RouteWriter
-from curation.web.steps import HeuristicFilters, LanguageID, OfflineURLFilter
+from curation.web.steps import FastExtractor, HeuristicFilters, LanguageID, OfflineURLFilter
 from curation.web.words import RegexWordTokenizer
+from nano2.contracts.documents import SUBSET_KEY, Meta
+from nano2.contracts.shards import decisions_dir
 from nano2.errors import Nano2Error
-from nano2.manifest import InputRef, content_hash, write_manifest
+from nano2.manifest import InputRef, content_hash
+
+# What each artifact's manifest counts by: `subset` is what mixtures read, the rest is for the audit.
+GROUPINGS = {
+    WEB: [SUBSET_KEY, Meta.LEVEL, Meta.LANGUAGE, Meta.BUCKET],
+    MATH: [SUBSET_KEY, Meta.LEVEL],
+    MULTILINGUAL: [SUBSET_KEY, Meta.LANGUAGE],
+}
 
 
-@dataclass
-class Stage:
-    name: str
-    pipeline: list
-    tasks: int  # 0 = as the executor config says
+def decisions_artifact(cfg: WebConfig) -> Path:
+    """The artifact the run's decisions are written beside: `web/` (every drop happens before routing)."""
+    return cfg.output / WEB
 
 
-def _decisions(cfg: WebConfig, step: str) -> DecisionsWriter:
-    """Rows go to `<output>/decisions/<step>/`, the `decisions` artifact of the run."""
-    return DecisionsWriter(str(cfg.output), step)
+def _decisions(cfg: WebConfig, step: str, default_reason: str | None = None) -> DecisionsWriter:
+    return DecisionsWriter(decisions_artifact(cfg), step, default_reason=default_reason)
 
 
 def _readers(cfg: WebConfig) -> list:
@@ -82,16 +91,12 @@ def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
     )
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens import TokensCounter
-    from datatrove.pipeline.writers import JsonlWriter
 
-    from curation.web.extract import FastExtractor
-    from curation.web.quality_stage import quality_bucket_step, quality_score_step, thresholds_step
+    from curation.web.quality_stage import quality_bucket_step, quality_score_steps, thresholds_step
 
     work = cfg.work
-    extract_steps = [
-        *_readers(cfg),
-        AssignKeys(),
-    ]
+    logs = work / "logs"
+    extract_steps = [*_readers(cfg), AssignKeys()]
     if cfg.url_filter.enabled:
         uf = cfg.url_filter
         extract_steps.append(
@@ -114,130 +119,95 @@ def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
     ]
     if cfg.dedup.exact:
         extract_steps.append(ExactHashSignature(str(work / "exact" / "signatures")))
-    extract_steps.append(JsonlWriter(str(work / "extracted"), output_filename="${rank}.jsonl.gz"))
-    stages = [Stage("extract", extract_steps, 0)]
+    extract_steps.append(WorkingDocumentsWriter(work / "extracted"))
+    stages = [Stage("extract", extract_steps, logs / "extract")]
 
     if cfg.dedup.exact:
-        stages.append(
-            Stage("exact-find", [ExactFindDuplicates(str(work / "exact" / "signatures"), str(work / "exact"))], 1)
-        )
+        find = ExactFindDuplicates(str(work / "exact" / "signatures"), str(work / "exact"))
+        stages.append(Stage("exact-find", [find], logs / "exact-find", tasks=1))
     mh = cfg.dedup.minhash
     mh_config = MinhashConfig(n_grams=mh.n_grams, num_buckets=mh.num_buckets, hashes_per_bucket=mh.hashes_per_bucket)
     mh_config.seed = mh.seed
     mh_dir = work / "minhash"
     if mh.enabled:
+        signatures = MinhashDedupSignature(str(mh_dir / "signatures"), config=mh_config, language=RegexWordTokenizer())
         stages += [
-            Stage(
-                "minhash-signatures",
-                [
-                    JsonlReader(str(work / "extracted")),
-                    MinhashDedupSignature(str(mh_dir / "signatures"), config=mh_config, language=RegexWordTokenizer()),
-                ],
-                0,
-            ),
-            Stage(
-                "minhash-buckets",
-                [MinhashDedupBuckets(str(mh_dir / "signatures"), str(mh_dir / "buckets"), config=mh_config)],
-                mh.num_buckets,
-            ),
-            Stage(
-                "minhash-cluster",
-                [MinhashDedupCluster(str(mh_dir / "buckets"), str(mh_dir / "remove"), config=mh_config)],
-                1,
-            ),
-        ]
+            Stage("minhash-signatures", [JsonlReader(str(work / "extracted")), signatures],
+                  logs / "minhash-signatures"),
+            Stage("minhash-buckets",
+                  [MinhashDedupBuckets(str(mh_dir / "signatures"), str(mh_dir / "buckets"), config=mh_config)],
+                  logs / "minhash-buckets", tasks=mh.num_buckets),
+            Stage("minhash-cluster",
+                  [MinhashDedupCluster(str(mh_dir / "buckets"), str(mh_dir / "remove"), config=mh_config)],
+                  logs / "minhash-cluster", tasks=1),
+        ]  # fmt: skip
     score_steps: list = [JsonlReader(str(work / "extracted"))]
     if mh.enabled:
-        score_steps.append(MinhashDedupFilter(str(mh_dir / "remove"), exclusion_writer=_minhash_decisions(cfg)))
+        score_steps.append(
+            MinhashDedupFilter(
+                str(mh_dir / "remove"), exclusion_writer=_decisions(cfg, "minhash_dedup", "near_duplicate")
+            )
+        )
     if cfg.dedup.exact:
         score_steps.append(ExactDedupFilter(str(work / "exact"), decisions=_decisions(cfg, "exact_dedup")))
-    score_steps += [*quality_score_step(cfg), JsonlWriter(str(work / "scored"), output_filename="${rank}.jsonl.gz")]
+    score_steps += [*quality_score_steps(cfg), WorkingDocumentsWriter(work / "scored")]
+    fit = thresholds_step(cfg, work / "scored", thresholds_file)
+    write = [JsonlReader(str(work / "scored")), quality_bucket_step(cfg, thresholds_file), RouteWriter(cfg.output)]
     stages += [
-        Stage("dedup-score", score_steps, 0),
-        Stage("thresholds", [thresholds_step(cfg, work / "scored", thresholds_file)], 1),
-        Stage(
-            "bucket-write",
-            [
-                JsonlReader(str(work / "scored")),
-                *quality_bucket_step(cfg, thresholds_file),
-                RouteWriter(str(cfg.output), [c.name for c in cfg.quality.classifiers]),
-            ],
-            0,
-        ),
+        Stage("dedup-score", score_steps, logs / "dedup-score"),
+        Stage("thresholds", [fit], logs / "thresholds", tasks=1),
+        Stage("bucket-write", write, logs / "bucket-write"),
     ]
     return stages
 
 
-def _minhash_decisions(cfg: WebConfig) -> DecisionsWriter:
-    writer = _decisions(cfg, "minhash_dedup")
-    writer.default_reason = "near_duplicate"
-    return writer
-
-
 def run_web(cfg: WebConfig, config_path: str | Path | None = None, fresh: bool = False) -> dict[str, Path]:
     """Run every stage (resuming finished tasks unless `fresh`), then write the artifacts' manifests."""
-    if fresh:
-        for d in (cfg.work, cfg.output):
+    if fresh:  # only what this pipeline writes: `output_dir` may hold other pipelines' folders (curated/code)
+        for d in (cfg.work, *(cfg.output / a for a in GROUPINGS), decisions_dir(decisions_artifact(cfg))):
             shutil.rmtree(d, ignore_errors=True)
     cfg.work.mkdir(parents=True, exist_ok=True)
     cfg.output.mkdir(parents=True, exist_ok=True)
     thresholds_file = cfg.work / "thresholds.json"
-    logs = cfg.work / "logs"
-    previous = None
-    blocking = True
-    for stage in build_stages(cfg, thresholds_file):
-        exec_cfg = cfg.executor if stage.tasks == 0 else _single(cfg.executor, stage.tasks)
-        blocking = cfg.executor.kind in ("local", "ray")
-        executor = make_executor(stage.pipeline, exec_cfg, logs / stage.name, depends=None if blocking else previous)
-        if blocking:
-            executor.run()  # local and Ray executors return when the stage is done
-        previous = executor
-    if not blocking:
-        previous.run()  # Slurm: submitting the last stage submits the whole `depends` chain and returns
-        return {}
-    return write_manifests(cfg, config_path, thresholds_file, logs)
+    stages = build_stages(cfg, thresholds_file)
+    if not run_stages(stages, cfg.executor):
+        return {}  # submitted to Slurm: a local rerun writes the manifests
+    return write_manifests(cfg, config_path, thresholds_file, [stage.logging_dir for stage in stages])
 
 
-def _single(base: ExecutorConfig, tasks: int) -> ExecutorConfig:
-    return base.model_copy(update={"tasks": tasks, "workers": min(tasks, max(base.workers, 1))})
-
-
-def write_manifests(cfg: WebConfig, config_path, thresholds_file: Path, logs: Path) -> dict[str, Path]:
-    import json
-
+def write_manifests(
+    cfg: WebConfig, config_path: str | Path | None, thresholds_file: Path, logging_dirs: list[Path]
+) -> dict[str, Path]:
+    """The manifest of each document folder (written even when it is empty) and of the decisions."""
     inputs = [InputRef(path=spec.path + (f"/{spec.glob}" if spec.glob else ""), content_hash=_inputs_hash(spec))
               for spec in cfg.inputs]  # fmt: skip
     if config_path is not None:
         inputs.append(InputRef(path=str(config_path), content_hash=content_hash(config_path)))
     thresholds = json.loads(thresholds_file.read_text()) if thresholds_file.exists() else None
-    log_dirs = sorted(p for p in logs.iterdir() if p.is_dir())
+    tokenizer = counting_tokenizer_id(cfg.tokenizer)
     out: dict[str, Path] = {}
-    groups = {WEB: ["level", "language", "bucket"], MATH: ["level"], MULTILINGUAL: ["language"]}
-    for artifact, group_by in groups.items():
+    for artifact, group_by in GROUPINGS.items():
         directory = cfg.output / artifact
         directory.mkdir(parents=True, exist_ok=True)
         write_run_manifest(
-            directory, kind="documents", name=f"{cfg.name}-{artifact}", config=cfg, config_path=config_path,
-            inputs=inputs, logging_dirs=log_dirs, group_by=group_by, extra={"quality_thresholds": thresholds},
+            directory, name=f"{cfg.name}-{artifact}", config=cfg, config_path=config_path, inputs=inputs,
+            logging_dirs=logging_dirs, tokenizer=tokenizer, group_by=group_by,
+            extra={"quality_thresholds": thresholds},
         )  # fmt: skip
         out[artifact] = directory
-    decisions_dir = cfg.output / "decisions"
-    decisions_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(decisions_dir, kind="decisions", name=f"{cfg.name}-decisions", command="nano2 curate web",
-                   config=cfg, config_path=str(config_path) if config_path else None, inputs=inputs)  # fmt: skip
-    out["decisions"] = decisions_dir
+    write_decisions_manifest(decisions_artifact(cfg), name=f"{cfg.name}-decisions", config=cfg,
+                             config_path=config_path, inputs=inputs)  # fmt: skip
+    out["decisions"] = decisions_dir(decisions_artifact(cfg))
     return out
 
 
-def _inputs_hash(spec) -> str | None:
+def _inputs_hash(spec: InputSpec) -> str | None:
     """Content hash of local inputs (remote ones are recorded by path only)."""
     if "://" in spec.path:
         return None
     root = Path(spec.path)
     if not root.exists():
         raise Nano2Error(f"input {spec.path}: not found")
-    import hashlib
-
     digest = hashlib.sha256()
     files = sorted(root.glob(spec.glob)) if spec.glob else sorted(p for p in root.rglob("*") if p.is_file())
     for f in files:

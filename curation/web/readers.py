@@ -4,7 +4,8 @@ datatrove's WarcReader drops non-HTML and undecodable records without a trace an
 the task. `WarcDocuments` reads response/conversion records with warcio and records a reason for every record it
 cannot turn into a document (`non_html`, `undecodable`, `empty_payload`, `truncated_file`); the charset comes from
 the HTTP header, then the page's `<meta charset>`, then detection. `JsonlDocuments` reads JSONL(.gz) rows (e.g.
-pages with an `html` field) and counts malformed lines.
+pages with an `html` field) and counts malformed lines. Both name the file a document came from in
+`metadata["source"]` (the contract's `source` column) and say whether its text is HTML (`is_html`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from curation.decisions import mark_drop
+from nano2.contracts.documents import SOURCE, Meta
+
+IS_HTML_KEY = "is_html"  # working metadata key: the text still needs main-text extraction
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.I)
@@ -62,7 +66,7 @@ class _DecisionReader(BaseDiskReader):
     def reject(self, doc_id: str, url: str | None, reason: str) -> None:
         self.stat_update("dropped", f"dropped_{reason}")
         if self._writer is not None:
-            doc = Document(text="", id=doc_id, metadata={"url": url} if url else {})
+            doc = Document(text="", id=doc_id, metadata={Meta.URL: url} if url else {})
             self._writer.write(mark_drop(doc, reason), self._rank)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -133,7 +137,7 @@ class WarcDocuments(_DecisionReader):
         if text is None:
             self.reject(doc_id, url, "undecodable")
             return None
-        meta = {"url": url, "date": headers.get_header("WARC-Date"), "source": "warc", "is_html": not is_text}
+        meta = {Meta.URL: url, Meta.DATE: headers.get_header("WARC-Date"), SOURCE: filepath, IS_HTML_KEY: not is_text}
         return self.get_document_from_dict({"text": text, "id": doc_id, **meta}, filepath, index)
 
 
@@ -176,7 +180,7 @@ class JsonlDocuments(_DecisionReader):
                     if not isinstance(text, str) or not text.strip():
                         self.reject(doc_id, url, "empty_text")
                         continue
-                    meta = {"url": url, "source": "jsonl"} | ({"is_html": True} if self.is_html else {})
+                    meta = {Meta.URL: url, SOURCE: filepath, IS_HTML_KEY: self.is_html}
                     doc = self.get_document_from_dict({"text": text, "id": doc_id, **meta}, filepath, index)
                     if doc is not None:
                         yield doc

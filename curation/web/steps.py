@@ -1,5 +1,6 @@
-"""Web pipeline steps that datatrove does not ship in an offline-safe form: URL filter, language ID, and the
-language-aware heuristic filter stack (Gopher, C4, FineWeb for English; language-aware heuristics for the rest).
+"""Web pipeline steps that datatrove does not ship in an offline-safe form: URL filter, main-text extraction
+(with the payload checks that keep bad input from reaching the parser), language ID, and the language-aware
+heuristic filter stack (Gopher, C4, FineWeb for English; language-aware heuristics for the rest).
 
 Every drop is counted with a reason (`dropped_<reason>` in datatrove's stats) and, when a decisions writer is
 given, written to the decisions table.
@@ -10,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.extractors.base import ExtractorSandbox
 from datatrove.pipeline.filters import (
     C4QualityFilter,
     FineWebQualityFilter,
@@ -27,8 +30,12 @@ from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from curation.decisions import mark_drop
+from curation.web.extract import settings_for
 from curation.web.fast_filters import FastGopherRepetitionFilter
+from curation.web.math_extract import extract_page, has_tex_text
+from curation.web.readers import IS_HTML_KEY
 from curation.web.words import UNSPACED_LANGUAGES, MemoWordTokenizer, RegexWordTokenizer
+from nano2.contracts.documents import Meta
 from nano2.errors import Nano2Error
 
 # Nano 2's multilingual crawl (paper-facts §4): heuristic filtering only, written per language.
@@ -168,7 +175,7 @@ class OfflineURLFilter(URLFilter):
     def filter(self, document: Document) -> bool | tuple[bool, str]:
         from datatrove.pipeline.filters.url_filter import normalize, normalizer
 
-        url = document.metadata.get("url")
+        url = document.metadata.get(Meta.URL)
         if not url:
             self.stat_update("no_url")
             return True
@@ -194,6 +201,175 @@ def _domain_hash(domain: str) -> int:
     import xxhash
 
     return xxhash.xxh64_intdigest(domain.encode("utf-8", "surrogatepass"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# main-text extraction
+# ---------------------------------------------------------------------------------------------------------------
+
+# Pages longer than this (characters) are dropped as `too_large`. Common Crawl truncates payloads at 1 MiB; the
+# largest of the 482 gold pages has 1.4 M characters; beyond a few MB a "page" is a data dump, not prose, and
+# costs memory in every worker.
+MAX_HTML_CHARS = 3_000_000
+# How much of a page is sniffed to decide whether it is HTML and decodable at all.
+SNIFF_CHARS = 4096
+
+_MARKUP = re.compile(r"<(?:!doctype\s+html|html|head|body|meta|title|div|p|a|span|table|br|article|script)\b", re.I)
+_BINARY_SIGNATURES = ("%PDF-", "\x89PNG", "GIF8", "PK\x03\x04", "\x1f\x8b", "\xff\xd8\xff")
+_UNDECODABLE_SHARE = 0.02  # replacement or control characters in the sniffed head that mark bytes gone wrong
+_GARBAGE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\ufffd]")
+
+
+def payload_problem(text: str | None, max_chars: int = MAX_HTML_CHARS) -> str | None:
+    """Why a payload cannot be extracted (`empty`, `too_large`, `undecodable`, `not_html`), or None if it can."""
+    if text is None:
+        return "empty"
+    if len(text) > max_chars:
+        return "too_large"
+    head = text[:SNIFF_CHARS]
+    if not head.strip():
+        return "empty"
+    if head.lstrip().startswith(_BINARY_SIGNATURES):
+        return "not_html"  # a PDF, image or archive served where a page was expected
+    if len(_GARBAGE.findall(head)) > _UNDECODABLE_SHARE * len(head):
+        return "undecodable"
+    if _MARKUP.search(head) is None and _MARKUP.search(text, 0, 65_536) is None:
+        return "not_html"
+    return None
+
+
+def decode_payload(payload: bytes) -> str | None:
+    """UTF-8, else the encoding resiliparse detects; None when neither decodes cleanly."""
+    from resiliparse.parse.encoding import detect_encoding
+
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return payload.decode(detect_encoding(payload))
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+class _PageExtraction:
+    """A picklable callable for the sandbox process that hands exceptions back instead of dying on them."""
+
+    def __init__(self, favour: str, math_aware: bool):
+        self.favour, self.math_aware = favour, math_aware
+
+    def __call__(self, html: str) -> tuple[str, bool] | Exception:
+        try:
+            return extract_page(html, self.favour, self.math_aware)
+        except Exception as error:  # handed to the parent, which counts it as a drop
+            return error
+
+
+class FastExtractor(PipelineStep):
+    """Replace each document's HTML with its main text (`curation.web.extract`, math-aware by default).
+
+    Metadata: `extractor` (`fast` or `fast+math`) and `math` (whether the math-preserving variant ran; the router
+    sends those documents to math/). Documents a reader declares as plain text pass through (`extractor: none`,
+    `math` from the LaTeX in their text). Bad input never raises: the document is dropped and counted as
+    `dropped_<reason>` (`empty`, `too_large`, `undecodable`, `not_html`, `no_text`, `extract_error`, `timeout`,
+    `broken_process`) and, when `decisions` is given, written there after `mark_drop`. With `sandbox` (the default,
+    as in datatrove's extractors) pages are extracted in a child process with a `timeout` per page, so a hang or a
+    crash in the native parser costs one page, not the worker; without it, extraction runs in-process.
+    """
+
+    name = "⚡ Fast extract"
+    type = "🛢 - EXTRAC"
+
+    def __init__(
+        self,
+        favour: str = "balanced",
+        math_aware: bool = True,
+        max_chars: int = MAX_HTML_CHARS,
+        timeout: float = 1.0,
+        sandbox: bool = True,
+        decisions: DiskWriter | None = None,
+    ):
+        super().__init__()
+        settings_for(favour)
+        self.favour = favour
+        self.math_aware = math_aware
+        self.max_chars = max_chars
+        self.timeout = timeout
+        self.sandbox = sandbox
+        self.decisions = decisions
+
+    def _extract(self, html: str, sandbox: ExtractorSandbox | None) -> tuple[str, bool] | str:
+        """(text, used math) or a drop reason."""
+        extraction = _PageExtraction(self.favour, self.math_aware)
+        try:
+            result = extraction(html) if sandbox is None else sandbox.process_document(html, extraction)
+        except TimeoutError:
+            return "timeout"
+        except EOFError:
+            return "broken_process"
+        except Exception:  # the sandbox re-raises the child's exception here
+            return "extract_error"
+        if isinstance(result, Exception):
+            return "extract_error"
+        return result
+
+    @staticmethod
+    def declared_plain_text(doc: Document) -> bool:
+        """Documents a reader says are already text (`is_html: False`)."""
+        return doc.metadata.get(IS_HTML_KEY) is False
+
+    def _process(self, doc: Document, sandbox: ExtractorSandbox | None) -> str | None:
+        """Extract in place; return the drop reason, or None when the document goes on."""
+        if self.declared_plain_text(doc) and isinstance(doc.text, str):
+            if not doc.text.strip():
+                return "empty"
+            doc.metadata[Meta.EXTRACTOR] = "none"
+            doc.metadata[Meta.MATH] = self.math_aware and has_tex_text("", doc.text)
+            return None
+        payload = doc.text
+        if isinstance(payload, bytes | bytearray):
+            payload = decode_payload(bytes(payload))
+            if payload is None:
+                doc.text = ""
+                return "undecodable"
+            doc.text = payload
+        problem = payload_problem(payload, self.max_chars)
+        if problem:
+            return problem
+        result = self._extract(payload, sandbox)
+        if isinstance(result, str):
+            return result
+        text, used_math = result
+        if not text.strip():
+            return "no_text"
+        doc.text = text
+        doc.metadata[Meta.EXTRACTOR] = "fast+math" if used_math else "fast"
+        doc.metadata[Meta.MATH] = used_math
+        return None
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        sandbox_ctx = ExtractorSandbox(timeout=self.timeout) if self.sandbox else contextlib.nullcontext()
+        decisions_ctx = self.decisions if self.decisions is not None else contextlib.nullcontext()
+        with sandbox_ctx as sandbox, decisions_ctx as writer:
+            for doc in data:
+                self.stat_update("total")
+                with self.track_time():
+                    reason = self._process(doc, sandbox)
+                if reason is None:
+                    self.stat_update("forwarded", "math" if doc.metadata[Meta.MATH] else "not_math")
+                    self.update_doc_stats(doc)
+                    yield doc
+                    continue
+                self.stat_update("dropped", f"dropped_{reason}")
+                if writer is not None:
+                    if not isinstance(doc.text, str) or len(doc.text) > self.max_chars:
+                        doc.text = ""  # the decisions row needs the id and url, not a 10 MB payload
+                    writer.write(mark_drop(doc, reason), rank)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# language ID and heuristic filters
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def lid_model_path() -> Path:
@@ -253,7 +429,7 @@ class LanguageID(PipelineStep):
                 self.stat_update("total")
                 with self.track_time():
                     language, score = self.predict(doc.text)
-                doc.metadata["language"], doc.metadata["language_score"] = language, round(score, 4)
+                doc.metadata[Meta.LANGUAGE], doc.metadata[Meta.LANGUAGE_SCORE] = language, round(score, 4)
                 reason = None
                 if language not in self.languages:
                     reason = f"language_{language}"
@@ -323,7 +499,7 @@ class HeuristicFilters(PipelineStep):
                 self.stat_update("total")
                 reason = None
                 start = time.perf_counter()
-                for f in self.stack(doc.metadata.get("language", "en")):
+                for f in self.stack(doc.metadata.get(Meta.LANGUAGE, "en")):
                     kept, why = get_filter_result(f.filter(doc))
                     if not kept:
                         reason = f"{_short_name(f)}:{why or 'dropped'}"

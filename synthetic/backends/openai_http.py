@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from nano2.contracts.chat import THINK_CLOSE
 from synthetic.backends.base import (
     BackendError,
     GenerationRequest,
@@ -107,7 +108,7 @@ class OpenAIBackend:
                 message = choice.get("message") or {}
                 content = message.get("content") or ""
                 reasoning = message.get("reasoning_content") or message.get("reasoning")
-                texts.append(f"{reasoning.strip()}\n</think>\n{content.lstrip()}" if reasoning else content)
+                texts.append(f"{reasoning.strip()}\n{THINK_CLOSE}\n{content.lstrip()}" if reasoning else content)
             else:
                 texts.append(choice.get("text") or "")
             reasons.append(choice.get("finish_reason") or "stop")

@@ -1,18 +1,22 @@
-"""The synthetic tasks: prompt files and parsers/validators that return a value or a drop reason.
+"""The synthetic tasks: each module holds a task's parsers/validators (a value or a drop reason) and its stage's
+run function (`run_<stage>(ctx)`: requests, parsing, rows and drops; see `synthetic.stage`).
 
-Tasks and the prompt each one renders (`synthetic/prompts/<prompt>.yaml`):
+Tasks, the prompt each one renders (`synthetic/prompts/<prompt>.yaml`) and what they write:
 
-    diverse_qa, distill, extract_knowledge, knowledge_list, wiki_paraphrase   rephrasing of crawl (rephrase.py)
-    translate                                                                 DiverseQA -> 15 languages (translate.py)
-    reasoning_sft        reasoning_math / reasoning_code                      verified traces (reasoning.py)
-    preference           reasoning_math / reasoning_code                      DPO pairs (preference.py)
-    truncate_traces      (no prompt: cuts verified traces)                    budget-control rows (truncate.py)
-    long_context_qa                                                           chunk QA appended (long_context.py)
+    diverse_qa, distill, extract_knowledge, knowledge_list, wiki_paraphrase   documents: rephrased crawl (rephrase.py)
+    translate                                                          documents: DiverseQA, 15 languages (translate.py)
+    reasoning_sft        reasoning_math / reasoning_code               chat rows: verified traces (reasoning.py; its
+                                                                       stage in reasoning_run.py for now)
+    preference           reasoning_math / reasoning_code               preference rows: DPO pairs (preference.py)
+    truncate_traces      (no prompt: cuts verified traces)             chat rows: budget control (truncate.py)
+    long_context_qa                                                    documents: chunk QA appended (long_context.py)
+
+`problems.py` holds what reasoning, preference and truncate share about verifiable problems.
 """
 
 from __future__ import annotations
 
-from synthetic.tasks.rephrase import HIGH_TASKS, LOW_TASKS, REPHRASE_TASKS
+from synthetic.config import HIGH_TASKS, LOW_TASKS, REPHRASE_TASKS
 
 TASK_PROMPTS: dict[str, tuple[str, ...]] = {
     **{task: (task,) for task in REPHRASE_TASKS},

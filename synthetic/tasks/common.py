@@ -1,5 +1,5 @@
-"""What every task shares: parse results with drop reasons, deterministic choices, token counting and splitting,
-and the question-answer format.
+"""What every task shares: parse results with drop reasons, the generic checks of a response, deterministic choices,
+token splitting, and the question-answer format.
 
 Choices that look random (which rows get empty traces, which chunks get QA, which budget a trace is cut to) are
 hashes of (seed, what, ids), never draws from a stateful RNG: the same input gives the same choice on every rerun,
@@ -8,7 +8,6 @@ in any order, on any number of workers.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import re
@@ -17,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nano2.errors import Nano2Error
+from synthetic.backends import GenerationResponse
+from synthetic.config import GenerationSettings
+from synthetic.tokens import TokenCounter
+from synthetic.tokens import token_counter as token_counter  # re-exported: tasks and tests count tokens from here
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,18 @@ def drop(reason: str, **details: Any) -> Parsed:
     return Parsed(drop=reason, details=details)
 
 
+def answer_problem(response: GenerationResponse, settings: GenerationSettings) -> Parsed | None:
+    """The checks before a task's parser, or None when the response passes: a backend error, no text, or an output
+    cut by the token limit (a cut output is never a complete answer)."""
+    if not response.ok:
+        return drop("backend_error", error=(response.error or "")[:300], attempts=response.attempts)
+    if not response.texts:
+        return drop("empty_response")
+    if settings.drop_truncated and response.finish_reasons and response.finish_reasons[0] == "length":
+        return drop("output_truncated", max_output_tokens=settings.max_output_tokens)
+    return None
+
+
 # --------------------------------------------------------------------------------------------------- choices
 
 
@@ -60,38 +75,6 @@ def pick_int(low: int, high: int, seed: int, *parts: object) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- tokens
-
-
-class TokenCounter:
-    """A `tokenizers` tokenizer for counting, splitting and cutting text by tokens."""
-
-    def __init__(self, name_or_path: str = "default"):
-        from tokenizers import Tokenizer
-
-        from curation.tokens import resolve_tokenizer
-
-        path = resolve_tokenizer(name_or_path)
-        try:
-            self.tokenizer = Tokenizer.from_file(path)
-        except Exception as exc:  # the Rust side raises a bare Exception for a missing or bad file
-            raise Nano2Error(f"tokenizer {name_or_path!r}: cannot load {path} ({exc})") from None
-        self.name = name_or_path
-
-    def count(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
-
-    def count_many(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
-
-    def char_offsets(self, text: str) -> list[tuple[int, int]]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False).offsets)
-
-
-@functools.cache
-def token_counter(name_or_path: str = "default") -> TokenCounter:
-    return TokenCounter(name_or_path)
 
 
 def chunk_by_tokens(text: str, chunk_tokens: int, counter: TokenCounter) -> list[str]:

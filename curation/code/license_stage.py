@@ -1,4 +1,4 @@
-"""The license stage as two datatrove steps around the cheap filters.
+"""The license stage of the code pipeline: two datatrove steps around the cheap filters.
 
 1. `RepositoryLicenses` sees every file of a repository (repositories arrive whole and contiguous from the
    reader), runs ScanCode's full matcher on its license files, notices, README license sections and package
@@ -10,7 +10,8 @@
 
 Detections are cached by blob hash (in process, and in SQLite when `cache_path` is set). Steps hold only
 settings; the ScanCode index, the allow-list and the cache are per-process singletons, so executors can copy
-and pickle the steps freely.
+and pickle the steps freely. The license knowledge itself (detection, policy, resolution) is `curation.licenses`;
+this module is where it meets the code pipeline's documents.
 """
 
 from __future__ import annotations
@@ -27,13 +28,20 @@ from loguru import logger
 
 from curation.code.languages import language_of
 from curation.code.reader import INPUT_ISSUE_KEY
-from curation.decisions import mark_drop
+from curation.decisions import REASON_KEY, mark_drop
 from curation.licenses.allowlist import ALLOWLIST_PATH, AllowList, load_allowlist
 from curation.licenses.cache import DetectionCache
-from curation.licenses.candidates import CandidateKind, MetadataError, candidate_kind, declared_licenses
+from curation.licenses.candidates import CandidateKind, candidate_kind
 from curation.licenses.candidates import readme_license_section as license_section
-from curation.licenses.detector import Detection, DetectorSettings, LicenseDetector, detector_for, load_index, to_spdx
-from curation.licenses.policy import combine_and
+from curation.licenses.detector import (
+    Detection,
+    DetectorSettings,
+    LicenseDetector,
+    detector_for,
+    load_index,
+    metadata_detection,
+    to_spdx,
+)
 from curation.licenses.resolution import (
     Evidence,
     RepositoryEvidence,
@@ -43,6 +51,7 @@ from curation.licenses.resolution import (
     evidence_from_detection,
     resolve_file,
 )
+from nano2.contracts.documents import Meta
 
 INHERITED_KEY = "inherited_license"
 # Input issues (set by the reader) that make a license-bearing file unusable as evidence.
@@ -58,11 +67,11 @@ def cache_for(path: str | None) -> DetectionCache:
 
 
 def repositories(data: DocumentsPipeline) -> Iterator[tuple[str, list[Document]]]:
-    """Group a document stream into runs of the same `metadata["repo"]`."""
+    """Group a document stream into runs of the same repository (`metadata["repo"]`)."""
     current: str | None = None
     batch: list[Document] = []
     for doc in data:
-        repo = doc.metadata.get("repo", "")
+        repo = doc.metadata.get(Meta.REPO, "")
         if batch and repo != current:
             yield current or "", batch
             batch = []
@@ -109,16 +118,16 @@ class _CachedDetection:
         return detection
 
     def text(self, kind: str, doc: Document, text: str) -> Detection:
-        return self.get(kind, doc.metadata.get("blob_hash"), lambda: self.detector.detect_text(text))
+        return self.get(kind, doc.metadata.get(Meta.BLOB_HASH), lambda: self.detector.detect_text(text))
 
     def metadata(self, doc: Document) -> Detection:
-        path = doc.metadata.get("path", "")
+        path = doc.metadata.get(Meta.PATH, "")
         return self.get(
-            "metadata", doc.metadata.get("blob_hash"), lambda: metadata_detection(path, doc.text, self.detector)
+            "metadata", doc.metadata.get(Meta.BLOB_HASH), lambda: metadata_detection(path, doc.text, self.detector)
         )
 
     def header(self, doc: Document) -> Detection:
-        return self.get("header", doc.metadata.get("blob_hash"), lambda: self.detector.detect_header(doc.text))
+        return self.get("header", doc.metadata.get(Meta.BLOB_HASH), lambda: self.detector.detect_header(doc.text))
 
     def close(self) -> None:
         """Flush the cache; a cache that stopped persisting is counted and logged, never fatal."""
@@ -126,26 +135,6 @@ class _CachedDetection:
         if self.cache.disabled_reason:
             self.step.stat_update("detection_cache_disabled")
             logger.warning(f"detection cache {self.cache.path} not persisted: {self.cache.disabled_reason}")
-
-
-def metadata_detection(path: str, text: str, detector: LicenseDetector) -> Detection:
-    """All license statements of a package metadata file as one detection (AND), or why it failed."""
-    try:
-        declared = declared_licenses(path, text)
-    except MetadataError as exc:
-        return Detection("error", None, "metadata", str(exc))
-    expressions = []
-    for item in declared:
-        if item.expression:
-            expressions.append(item.expression)
-            continue
-        detection = detector.detect_declared(item.value)
-        if detection.failed:
-            return detection
-        if detection.expression:
-            expressions.append(detection.expression)
-    expression = combine_and(expressions)
-    return Detection("license", expression, "metadata") if expression else Detection("none", None, "metadata")
 
 
 TextDetector = Callable[[str, Document, str], Detection]  # (kind, document, text) -> detection
@@ -158,7 +147,7 @@ def evidence_documents(docs: list[Document]) -> list[Document]:
     needed: set[str] = set()
     candidates = []
     for doc in docs:
-        path = doc.metadata.get("path", "")
+        path = doc.metadata.get(Meta.PATH, "")
         if candidate_kind(path) is not None:
             candidates.append(doc)
         if not doc.metadata.get(INPUT_ISSUE_KEY) and language_of(path) is not None:
@@ -168,7 +157,7 @@ def evidence_documents(docs: list[Document]) -> list[Document]:
                 if not directory:
                     break
                 directory = directory_of(directory)
-    return [doc for doc in candidates if directory_of(doc.metadata.get("path", "")) in needed]
+    return [doc for doc in candidates if directory_of(doc.metadata.get(Meta.PATH, "")) in needed]
 
 
 def repository_evidence(
@@ -182,7 +171,7 @@ def repository_evidence(
     """
     evidence = []
     for doc in docs:
-        path = doc.metadata.get("path", "")
+        path = doc.metadata.get(Meta.PATH, "")
         kind = candidate_kind(path)
         if kind is None:
             continue
@@ -232,7 +221,8 @@ class RepositoryLicenses(PipelineStep):
                 self.stat_update("license_evidence_files", value=len(evidence.evidence))
                 for doc in docs:
                     self.stat_update("total")
-                    doc.metadata[INHERITED_KEY] = resolution_to_dict(evidence.inherited(doc.metadata.get("path", "")))
+                    inherited = evidence.inherited(doc.metadata.get(Meta.PATH, ""))
+                    doc.metadata[INHERITED_KEY] = resolution_to_dict(inherited)
                     yield doc
         finally:
             detect.close()
@@ -268,25 +258,23 @@ class FileLicenseFilter(PipelineStep):
                         self.update_doc_stats(doc)
                         yield doc
                         continue
-                    self.stat_update("dropped", f"dropped_{doc.metadata['filter_reason']}")
+                    self.stat_update("dropped", f"dropped_{doc.metadata[REASON_KEY]}")
                     if writer is not None:
                         writer.write(doc, rank)
         finally:
             detect.close()
 
     def _decide(self, doc: Document, detect: _CachedDetection, allowlist: AllowList) -> bool:
-        path = doc.metadata.get("path", "")
+        path = doc.metadata.get(Meta.PATH, "")
         inherited = resolution_from_dict(doc.metadata.pop(INHERITED_KEY, None))
         header = detect.header(doc)
         resolution = resolve_file(path, header, inherited, allowlist.neutral)
         decision = decide(resolution, allowlist)
         spdx = to_spdx_cached(resolution.expression)
-        doc.metadata.update(
-            license_expression=resolution.expression,
-            license_spdx=spdx,
-            license_source=resolution.source,
-            license_source_path=", ".join(resolution.source_paths) or None,
-        )
+        doc.metadata[Meta.LICENSE_EXPRESSION] = resolution.expression
+        doc.metadata[Meta.LICENSE_SPDX] = spdx
+        doc.metadata[Meta.LICENSE_SOURCE] = resolution.source
+        doc.metadata[Meta.LICENSE_SOURCE_PATH] = ", ".join(resolution.source_paths) or None
         if decision.keep:
             self.stat_update(f"license_source_{resolution.source}")
             return True

@@ -1,9 +1,13 @@
-"""Math answer extraction and equivalence: the one scorer for GSM8K, MATH-500, AIME, AMC, HMMT, Minerva and MGSM.
+"""Math answers: extraction of the final answer and equivalence with the gold, for every math verdict we give.
+
+One rule for SFT data filtering (synthetic/tasks/reasoning.py), the GRPO reward (train/rewards.py) and the eval
+score (evals/), checked against the benchmarks' own gold in tests/test_evals_gold.py: if the three used their own
+parsers, one answer could be kept for training, rewarded and still scored wrong.
 
 Extraction takes the model's *final* answer by fixed precedence: the last balanced `\\boxed{...}` (also `\\fbox`,
 `\\framebox`), then the last `#### N` line (GSM8K), then the last "the answer is ..." / "final answer: ...", then the
 last number in the text. Digits in any script (Bengali, Thai, full-width, ...) are read as ASCII digits, so the
-same rules work for every MGSM language.
+same rules work for every MGSM language. The first two rules are an answer the response *states* (`STATED_RULES`).
 
 Equivalence is exact rational comparison when both sides are plain numbers (thousands separators understood), then
 `math_verify` (symbolic: fractions, radicals, tuples, intervals, ...; called as `verify(gold, pred)`, gold first),
@@ -37,6 +41,10 @@ _NUMBER = re.compile(
 _FULLWIDTH = str.maketrans({"，": ",", "．": ".", "－": "-", "−": "-", "／": "/"})
 
 
+STATED_RULES = ("boxed", "hashes")
+"""Extraction rules by which a response states its final answer explicitly (a box or a `#### N` line)."""
+
+
 @dataclass(frozen=True)
 class MathScore:
     """One scored response: `predicted` is the extracted answer (None when nothing was found), `rule` says how."""
@@ -44,6 +52,11 @@ class MathScore:
     correct: bool
     predicted: str | None
     rule: str
+
+    @property
+    def stated(self) -> bool:
+        """Whether the response stated its answer (boxed or `####`) rather than leaving it to be inferred."""
+        return self.rule in STATED_RULES
 
 
 def to_ascii_digits(text: str) -> str:
@@ -171,6 +184,12 @@ def extract_answer(text: str) -> tuple[str | None, str]:
     if number is not None:
         return number, "last_number"
     return None, "none"
+
+
+def stated_answer(text: str) -> str | None:
+    """The final answer when the response states it (`STATED_RULES`), else None (a phrase or a bare number)."""
+    predicted, rule = extract_answer(text)
+    return predicted if rule in STATED_RULES else None
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Run untrusted benchmark programs (HumanEval/MBPP samples) in a subprocess with limits, and classify the outcome.
+"""Run model-written programs (eval samples, reasoning SFT answers) in a subprocess with limits; classify the outcome.
+
+The only place generated code runs: the eval score and the SFT data filter both call it, so one program gets one
+verdict under one set of guards, and no code path runs model output in a bare interpreter.
 
 Threat model, honestly: this guards the host and the evaluation run against *accidental* damage by model-written
 code (infinite loops, fork bombs, memory hogs, stray file writes, network calls, reading the repository). It is not a

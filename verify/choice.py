@@ -1,4 +1,7 @@
-"""Multiple-choice answer extraction (a letter A-D, or up to J) and scoring, for MMLU-style items.
+"""Multiple-choice answers: which letter (A-D, or up to J) a response chose, for MMLU-style items.
+
+It lives with the other answer judges because it reads boxes the way `verify.math` does (a `\\boxed{B}` is the
+same final answer to both).
 
 Precedence, strongest evidence first: the last `\\boxed{X}`; the last "Answer: X" / "the answer is (X)" /
 "correct option is X"; a response that *is* a letter ("B", " B. blue", "(B)", "**B**"); the last parenthesised
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evals.math_scoring import boxed_contents
+from verify.math import boxed_contents
 
 
 @dataclass(frozen=True)

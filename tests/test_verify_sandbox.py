@@ -1,4 +1,6 @@
-"""The code sandbox: canonical HumanEval/MBPP solutions pass; known-bad programs fail cleanly, host unharmed."""
+"""verify.sandbox: ordinary programs get the right verdict; known-bad programs fail cleanly, the host unharmed.
+
+The benchmarks' canonical solutions passing through it is tests/test_evals_code_programs.py."""
 
 from __future__ import annotations
 
@@ -8,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.benchmarks import load_humaneval, load_mbpp
-from evals.code_scoring import build_program, reference_program, run_completions
-from evals.sandbox import SandboxLimits, processes_of_uid, run_program, run_programs, sandbox_capabilities
+from verify.sandbox import SandboxLimits, processes_of_uid, run_program, run_programs, sandbox_capabilities
 
 REPO = Path(__file__).resolve().parent.parent
 LIMITS = SandboxLimits(wall_s=5, cpu_s=5, memory_mb=512, file_size_mb=1, output_bytes=4096)
@@ -163,7 +163,7 @@ def test_sandbox_reading_the_repository_is_blocked():
     attempts = [
         f"print(open({str(REPO / 'pyproject.toml')!r}).read())",
         f"import os\nprint(os.listdir({str(REPO)!r}))",
-        f"import sys\nsys.path.insert(0, {str(REPO)!r})\nimport evals.benchmarks",
+        f"import sys\nsys.path.insert(0, {str(REPO)!r})\nimport verify.sandbox",
         f"import os\nos.symlink({str(REPO / 'pyproject.toml')!r}, 'link')\nprint(open('link').read())",
         f"import os\nos.chdir({str(REPO)!r})\nprint(open('pyproject.toml').read())",
     ]
@@ -230,45 +230,3 @@ def test_sandbox_run_programs_keeps_input_order_and_reports_progress():
     results = run_programs([f"print({i})" for i in range(6)], LIMITS, workers=3, on_result=lambda i, r: seen.append(i))
     assert [r.stdout for r in results] == [f"{i}\n" for i in range(6)]
     assert sorted(seen) == list(range(6))
-
-
-@pytest.mark.realdata
-def test_sandbox_oracle_humaneval_canonical_solutions_all_pass(shared_data):
-    items = load_humaneval(shared_data)
-    results = run_programs([reference_program(item) for item in items], SandboxLimits(wall_s=20), workers=2)
-    failures = [(item.id, r.verdict, r.reason) for item, r in zip(items, results, strict=True) if not r.passed]
-    assert failures == []
-    assert len(results) == 164
-
-
-@pytest.mark.realdata
-def test_sandbox_oracle_humaneval_chat_replies_and_wrong_bodies(shared_data):
-    """A chat reply restating the canonical function passes; a wrong body fails (not passed) for every task."""
-    items = load_humaneval(shared_data)[:24]
-    chat = [
-        (item, f"Here you go:\n```python\n{item.prompt}{item.reference}```\nThis works because ...") for item in items
-    ]
-    wrong = [(item, "    return None\n") for item in items]
-    results = run_completions(chat + wrong, SandboxLimits(wall_s=20), workers=2)
-    assert [r.verdict for r in results[: len(items)]] == ["passed"] * len(items)
-    assert all(r.verdict in ("failed", "error") for r in results[len(items) :])
-    assert build_program(items[0], chat[0][1]).count("def has_close_elements") == 2  # prompt stub, then the reply
-
-
-@pytest.mark.realdata
-def test_sandbox_oracle_mbpp_sanitized_canonical_solutions_all_pass(shared_data):
-    items = load_mbpp(shared_data, split="all")
-    results = run_programs([reference_program(item) for item in items], SandboxLimits(wall_s=20), workers=2)
-    failures = [(item.id, r.verdict, r.reason) for item, r in zip(items, results, strict=True) if not r.passed]
-    assert failures == []
-    assert len(results) == 427
-
-
-@pytest.mark.realdata
-@pytest.mark.slow
-def test_sandbox_oracle_mbpp_full_canonical_solutions_all_pass(shared_data):
-    items = load_mbpp(shared_data, variant="full", split="all")
-    results = run_programs([reference_program(item) for item in items], SandboxLimits(wall_s=20), workers=2)
-    failures = [(item.id, r.verdict, r.reason) for item, r in zip(items, results, strict=True) if not r.passed]
-    assert failures == []
-    assert len(results) == 974

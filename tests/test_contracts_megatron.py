@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixtures.export import read_megatron_index_tokens
+from mixtures.export import find_megatron_shards
+from nano2.contracts.megatron import (
+    IndexedShardWriter,
+    find_shards,
+    read_index,
+    read_index_tokens,
+    token_dtype_for_vocab,
+)
 from nano2.errors import Nano2Error
 from tests.test_train_support import repo_documents
-from train.indexed import IndexedShardWriter, find_shards, read_index, read_index_tokens, token_dtype_for_vocab
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +52,9 @@ def test_read_back_documents_and_counts(tmp_path, documents):
     for i, doc in enumerate(documents):
         assert np.array_equal(shard.document(i), doc)
     assert list(shard.document_lengths()) == [d.size for d in documents]
-    # the token count that mixtures/ reads for a plan, by both readers
-    assert read_index_tokens(shard.idx_path) == read_megatron_index_tokens(shard.idx_path) == shard.tokens
+    # the token count that mixtures/ reads for a Megatron blend, from the .idx alone
+    assert read_index_tokens(shard.idx_path) == shard.tokens
+    assert [s.tokens for s in find_megatron_shards(tmp_path)] == [shard.tokens]
     assert [s.prefix for s in find_shards(tmp_path)] == [tmp_path / "a" / "s"]
 
 
