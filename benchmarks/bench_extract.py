@@ -1,6 +1,6 @@
 """Main-text extraction on the 482 gold pages of trafilatura's evaluation set (shared/data, see SOURCES.md).
 
-One script, one core, the same snippet rule for every row (`curation.web.extract.score_snippets`: a gold snippet
+One script, one core, the same snippet rule for every row (`curation.web.evaluate.score_snippets`: a gold snippet
 counts when its whitespace-normalised text is a substring of the whitespace-normalised extract). Columns: share of
 `with` snippets found, share of `without` (boilerplate) snippets kept, CPU milliseconds per page (median and mean,
 `time.process_time`, so other jobs on a shared machine do not inflate them), wall-clock mean, and the speed ratio
@@ -24,15 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from curation.web.extract import (
-    GOLD_SET,
-    ExtractionResult,
-    GoldPage,
-    extract_main_text,
-    extract_page,
-    load_gold_pages,
-    score_extractor,
-)
+from curation.web.evaluate import GOLD_SET, ExtractionResult, GoldPage, load_gold_pages, score_extractor
+from curation.web.extract import extract_main_text
+from curation.web.math_extract import extract_page
 
 REPO = Path(__file__).resolve().parent.parent
 JUSTEXT_LANGUAGES = ("German", "English", "Spanish", "French", "Polish", "Italian", "Portuguese")

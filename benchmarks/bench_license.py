@@ -32,13 +32,14 @@ from scancode.api import get_licenses
 
 from curation.code.heuristics import HeuristicsSettings, heuristics_verdict, score_code
 from curation.code.languages import language_of
-from curation.code.reader import InputLimits, file_document
+from curation.code.license_stage import evidence_documents, repository_evidence
+from curation.code.reader import INPUT_ISSUE_KEY, InputLimits, file_document
 from curation.code.sources import SitePackagesSource, distribution_files
 from curation.licenses.allowlist import load_allowlist
 from curation.licenses.cache import DetectionCache
-from curation.licenses.detector import Detection, DetectorSettings, LicenseDetector, load_index
+from curation.licenses.detector import Detection, DetectorSettings, LicenseDetector, load_index, metadata_detection
 from curation.licenses.resolution import RepositoryEvidence, decide, resolve_file
-from curation.licenses.steps import evidence_documents, metadata_detection, repository_evidence
+from nano2.contracts.documents import Meta
 
 DEFAULT_DISTRIBUTIONS = [
     "requests", "urllib3", "idna", "certifi", "click", "rich", "jinja2", "markupsafe", "pygments", "six", "toml",
@@ -51,9 +52,9 @@ BASELINE_TIMEOUT_S = 120  # the scancode CLI's default --timeout
 
 def eligible(doc, heuristics: HeuristicsSettings) -> bool:
     """Does the file reach the license decision (after input issues, language and heuristics)?"""
-    if doc.metadata.get("input_issue"):
+    if doc.metadata.get(INPUT_ISSUE_KEY):
         return False
-    language = language_of(doc.metadata["path"])
+    language = language_of(doc.metadata[Meta.PATH])
     return language is not None and heuristics_verdict(score_code(doc.text), language, heuristics) is None
 
 
@@ -120,15 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         evidence = RepositoryEvidence(repository_evidence(
             evidence_documents(docs),
-            lambda kind, doc, text: cached(kind, doc.metadata["blob_hash"], lambda: detector.detect_text(text)),
-            lambda doc: cached("metadata", doc.metadata["blob_hash"],
-                               lambda: metadata_detection(doc.metadata["path"], doc.text, detector)),
+            lambda kind, doc, text: cached(kind, doc.metadata[Meta.BLOB_HASH], lambda: detector.detect_text(text)),
+            lambda doc: cached("metadata", doc.metadata[Meta.BLOB_HASH],
+                               lambda: metadata_detection(doc.metadata[Meta.PATH], doc.text, detector)),
             allowlist.neutral,
         ))  # fmt: skip
         t1 = time.perf_counter()
         for doc in files:
-            header = cached("header", doc.metadata["blob_hash"], lambda d=doc: detector.detect_header(d.text))
-            path = doc.metadata["path"]
+            header = cached("header", doc.metadata[Meta.BLOB_HASH], lambda d=doc: detector.detect_header(d.text))
+            path = doc.metadata[Meta.PATH]
             ours[doc.id] = decide(resolve_file(path, header, evidence.inherited(path), allowlist.neutral), allowlist)
         t_evidence += t1 - t0
         t_headers += time.perf_counter() - t1
@@ -143,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         base_evidence[unit] = RepositoryEvidence(repository_evidence(
             evidence_documents(docs), lambda kind, doc, text, loc=locations: baseline_detection(
-                loc.get(doc.metadata["path"]) if kind == "license_file" else None, text),
-            lambda doc: metadata_detection(doc.metadata["path"], doc.text, detector), allowlist.neutral,
+                loc.get(doc.metadata[Meta.PATH]) if kind == "license_file" else None, text),
+            lambda doc: metadata_detection(doc.metadata[Meta.PATH], doc.text, detector), allowlist.neutral,
         ))  # fmt: skip
         t_base_evidence += time.perf_counter() - t0
     print(f"baseline: license files {t_base_evidence:.1f}s", flush=True)
@@ -153,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     t_base_sample = 0.0
     same, disagreements = 0, []
     for i, (unit, doc) in enumerate(sample, 1):
-        location = repos[unit][2][doc.metadata["path"]]
+        location = repos[unit][2][doc.metadata[Meta.PATH]]
         t0 = time.perf_counter()
         detection = baseline_detection(location)
         t_base_sample += time.perf_counter() - t0
-        path = doc.metadata["path"]
+        path = doc.metadata[Meta.PATH]
         base = decide(resolve_file(path, detection, base_evidence[unit].inherited(path), allowlist.neutral), allowlist)
         mine = ours[doc.id]
         if base.keep == mine.keep:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model.configs import ATTENTION, MAMBA, MLP, HybridConfig
 from nano2.errors import Nano2Error
+from nano2.manifest import ArtifactKind
 
 SCORES_FILE = "importance.safetensors"
 DEPTH_PLOT = "depth_importance.png"
@@ -286,7 +287,7 @@ def save_scores(
         plot_depth(scores, out / DEPTH_PLOT)
     write_manifest(
         out,
-        kind="importance",
+        kind=ArtifactKind.IMPORTANCE,
         name=f"{cfg.name}-importance",
         command=current_command(),
         config=settings,
@@ -313,8 +314,8 @@ def load_scores(path: str | Path) -> ImportanceScores:
 
     directory = Path(path)
     manifest = read_manifest(directory)
-    if manifest.kind != "importance":
-        raise Nano2Error(f"{directory}: manifest kind is {manifest.kind!r}, expected 'importance'")
+    if manifest.kind != ArtifactKind.IMPORTANCE:
+        raise Nano2Error(f"{directory}: manifest kind is '{manifest.kind}', expected 'importance'")
     file = directory / SCORES_FILE
     if not file.exists():
         raise Nano2Error(f"{directory}: no {SCORES_FILE}")

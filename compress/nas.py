@@ -26,6 +26,7 @@ from compress.prune import PruneShape, ShapeError, check_widths, child_config
 from model.configs import HybridConfig
 from model.size import GIB, get_gpu, inference_memory, total_params
 from nano2.errors import ConfigError, Nano2Error
+from nano2.manifest import ArtifactKind
 
 TABLE_CSV = "candidates.csv"
 TABLE_JSON = "candidates.json"
@@ -222,7 +223,7 @@ def save_table(
         (out_dir / WINNER).write_text(yaml.safe_dump(shape, sort_keys=False), encoding="utf-8")
     write_manifest(
         out_dir,
-        kind="nas",
+        kind=ArtifactKind.NAS,
         name=cfg.name,
         command=current_command(),
         config=cfg,

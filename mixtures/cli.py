@@ -12,6 +12,7 @@ from nano2.console import make_console
 from nano2.errors import Nano2Error
 from nano2.manifest import (
     MANIFEST_NAME,
+    ArtifactKind,
     FileEntry,
     InputRef,
     OutputStats,
@@ -71,9 +72,9 @@ def write_plan(plan: Plan, spec: MixtureSpec, spec_path: Path, output: Path, dat
     out_dir = output.parent
     if (out_dir / MANIFEST_NAME).exists():
         existing = read_manifest(out_dir)
-        if existing.kind != "plan":
+        if existing.kind != ArtifactKind.PLAN:
             raise Nano2Error(
-                f"{out_dir}: already holds a {existing.kind!r} artifact ({existing.name}); "
+                f"{out_dir}: already holds a '{existing.kind}' artifact ({existing.name}); "
                 "write the plan to its own directory"
             )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def write_plan(plan: Plan, spec: MixtureSpec, spec_path: Path, output: Path, dat
     )
     write_manifest(
         out_dir,
-        kind="plan",
+        kind=ArtifactKind.PLAN,
         name=plan.name,
         command=current_command(),
         config=spec,

@@ -127,7 +127,7 @@ def _stage_manifests(paths: list[Path]) -> list[tuple[Path, Manifest]]:
     for path in paths:
         if path.is_file():
             cfg = load_synth_config(path)
-            roots += [Path(cfg.output_dir), Path(cfg.chat_dir)]
+            roots += [Path(cfg.output_dir), cfg.chat_root]
         elif path.is_dir():
             roots.append(path)
         else:

@@ -2,8 +2,10 @@
 
 One backend, two output roots, and one section per stage; a stage without `enabled: true` is skipped. Documents
 (rephrase, translate, long_context: `nano2.contracts.documents`) go below `output_dir`, chat and preference rows
-(reasoning, truncate, preference: `nano2.contracts.chat`) below `chat_dir`, so one hive-partitioned scan of a run's
-`data` folder reads every document with one schema and never meets a chat row. Paths may use `{shared_data}`
+(reasoning, truncate, preference: `nano2.contracts.chat`) below the chat root, so one hive-partitioned scan of a
+run's `data` folder reads every document with one schema and never meets a chat row. The chat root is `chat_dir`
+when given; by default it mirrors `output_dir` outside the document tree, as the contract places drop decisions:
+in a recipe run `RUN/data/synthetic` -> `RUN/chat/synthetic`, elsewhere `<parent>/synthetic` -> `<parent>/chat/synthetic`. Paths may use `{shared_data}`
 (`NANO2_SHARED_DATA`, default `../shared/data`) and are otherwise relative to the current directory. Defaults are
 the paper's figures (paper-facts §3-5): max input/output tokens per rephrasing task, 15 translation languages, 10%
 empty traces, 1-2k-token truncation budgets, 1024-token chunks with 10% QA. The preference stage's sampling
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from curation.web.config import expand_path
 from curation.web.steps import MULTILINGUAL_LANGUAGES
 from nano2.config import load_yaml_model
+from nano2.contracts.shards import DATA_DIR, RUN_STATE_DIR
 from synthetic.backends import BackendConfig
 
 HIGH_TASKS = ("diverse_qa", "distill", "extract_knowledge", "knowledge_list")
@@ -222,9 +225,11 @@ class SynthConfig(_Strict):
         description="document stages (rephrase, translate, long_context) go to <output_dir>/<stage>/, the request "
         "cache to <output_dir>/.cache/; in a recipe run: RUN/data/synthetic"
     )
-    chat_dir: str = Field(
-        description="chat stages (reasoning, truncate, preference) go to <chat_dir>/<stage>/; outside any document "
-        "tree, so a scan of documents never meets a chat row; in a recipe run: RUN/chat/synthetic"
+    chat_dir: str | None = Field(
+        default=None,
+        description="chat stages (reasoning, truncate, preference) go to <chat root>/<stage>/, outside any document "
+        "tree; default: RUN/chat/synthetic for output_dir RUN/data/synthetic in a recipe run, else "
+        "<parent>/chat/<name> beside output_dir <parent>/<name>",
     )
     backend: BackendConfig
     tokenizer: str = Field(default="default", description="counts tokens (stats, chunks, budgets); a tokenizer.json")
@@ -240,8 +245,8 @@ class SynthConfig(_Strict):
 
     @field_validator("output_dir", "chat_dir")
     @classmethod
-    def _expand(cls, v: str) -> str:
-        return expand_path(v)
+    def _expand(cls, v: str | None) -> str | None:
+        return None if v is None else expand_path(v)
 
     @model_validator(mode="after")
     def _stages(self) -> SynthConfig:
@@ -257,18 +262,28 @@ class SynthConfig(_Strict):
 
     @model_validator(mode="after")
     def _separate_roots(self) -> SynthConfig:
-        documents, chat = Path(self.output_dir).absolute(), Path(self.chat_dir).absolute()
+        documents, chat = Path(self.output_dir).absolute(), self.chat_root.absolute()
         if documents == chat or documents in chat.parents or chat in documents.parents:
             raise ValueError(
-                f"chat_dir {self.chat_dir} and output_dir {self.output_dir} must not contain each other: chat rows "
-                "inside a document tree break its one-schema scan (a recipe run uses RUN/data/synthetic and "
-                "RUN/chat/synthetic)"
+                f"the chat root {chat} and output_dir {documents} must not contain each other: chat rows inside a "
+                "document tree break its one-schema scan (a recipe run uses RUN/data/synthetic and RUN/chat/synthetic)"
             )
         return self
 
+    @property
+    def chat_root(self) -> Path:
+        """Where the chat stages write: `chat_dir`, or the default beside `output_dir` (see the module docstring)."""
+        if self.chat_dir is not None:
+            return Path(self.chat_dir)
+        documents = Path(self.output_dir)
+        data = run_data_folder(documents)
+        if data is not None:
+            return data.parent / CHAT_DIR / documents.absolute().relative_to(data)
+        return documents.parent / CHAT_DIR / documents.name
+
     def stage_dir(self, stage: str) -> Path:
-        root = self.output_dir if stage in DOCUMENT_STAGES else self.chat_dir
-        return Path(root) / STAGE_DIRS[stage]
+        root = Path(self.output_dir) if stage in DOCUMENT_STAGES else self.chat_root
+        return root / STAGE_DIRS[stage]
 
     @property
     def cache_path(self) -> Path:
@@ -276,6 +291,19 @@ class SynthConfig(_Strict):
 
     def enabled_stages(self) -> list[str]:
         return [s for s in STAGES if getattr(self, s).enabled]
+
+
+CHAT_DIR = "chat"
+"""The chat root's folder: `RUN/chat` beside `RUN/data` (documents only) and `RUN/decisions`."""
+
+
+def run_data_folder(path: str | Path) -> Path | None:
+    """The `data` folder of the recipe run that `path` lies in, or None (a run dir holds `.recipe/`, the marker
+    `nano2.contracts.shards.decisions_dir` goes by)."""
+    for ancestor in Path(path).absolute().parents:
+        if ancestor.name == DATA_DIR and (ancestor.parent / RUN_STATE_DIR).is_dir():
+            return ancestor
+    return None
 
 
 # Which root each stage writes to, and its folder there (mixture specs name `synthetic/rephrase`, the SFT and DPO

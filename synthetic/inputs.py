@@ -26,9 +26,15 @@ def _metadata(doc) -> dict[str, Any]:
     return {k: v for k, v in doc.metadata.items() if k != "file_path"}
 
 
+def input_name(spec: InputConfig) -> str:
+    """What a generated document names as its `source`: the input folder's (or file's) name, which does not depend
+    on where the run lives, so a run moved or repeated elsewhere writes the same bytes."""
+    return Path(spec.path).name
+
+
 @dataclass
 class SourceDoc:
-    """One input document: `source` is the input it was read from (what a generated document names as its source)."""
+    """One input document: `source` names the input it was read from (`input_name`)."""
 
     id: str
     text: str
@@ -82,7 +88,9 @@ def iter_documents(spec: InputConfig) -> Iterator[SourceDoc]:
             if spec.limit is not None and seen >= spec.limit:
                 return
             seen += 1
-            yield SourceDoc(id=_doc_id(doc.id, path), text=doc.text or "", metadata=_metadata(doc), source=spec.path)
+            yield SourceDoc(
+                id=_doc_id(doc.id, path), text=doc.text or "", metadata=_metadata(doc), source=input_name(spec)
+            )
 
 
 def _doc_id(raw: Any, path: Path) -> str:
@@ -115,4 +123,4 @@ def iter_problems(spec: ProblemInput) -> Iterator[SourceDoc]:
             doc_id = _doc_id(doc.id, path)
             if "/" not in doc_id:  # ids from an id field: name the file, since problem sets share numbering
                 doc_id = f"{path.name.split('.')[0]}/{doc_id}"
-            yield SourceDoc(id=doc_id, text=doc.text or "", metadata=_metadata(doc), source=spec.path)
+            yield SourceDoc(id=doc_id, text=doc.text or "", metadata=_metadata(doc), source=input_name(spec))

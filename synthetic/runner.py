@@ -25,12 +25,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nano2.contracts.shards import DECISIONS_SUFFIX, decisions_dir
 from nano2.errors import Nano2Error
 from nano2.manifest import MANIFEST_NAME, Manifest, content_hash, read_manifest
 from synthetic.backends import Backend, BackendConfig, GenerationRequest, GenerationResponse, make_backend
 from synthetic.cache import RequestCache, request_key
-from synthetic.config import SynthConfig
+from synthetic.config import SynthConfig, run_data_folder
 from synthetic.stage import Job, RequestStats, StageContext
 from synthetic.tasks.long_context import run_long_context
 from synthetic.tasks.preference import run_preference
@@ -148,16 +147,11 @@ class Generator:
 
 
 def check_chat_root(cfg: SynthConfig) -> None:
-    """Refuse a chat root inside a run's `data` folder: the run's one-schema scan of documents would meet chat rows.
-
-    The contract's own rule says where a folder is: one in a run's `data` keeps its decisions in `RUN/decisions`,
-    any other in a `<name>.decisions` sibling.
-    """
-    chat_root = Path(cfg.chat_dir)
-    if decisions_dir(chat_root).name != chat_root.name + DECISIONS_SUFFIX:
+    """Refuse a chat root inside a run's `data` folder: the run's one-schema scan of documents would meet chat rows."""
+    if run_data_folder(cfg.chat_root) is not None:
         raise Nano2Error(
             f"chat_dir {cfg.chat_dir} is inside a run's data folder, which holds documents only; "
-            "put chat rows beside it (RUN/chat/synthetic)"
+            "leave chat_dir unset (RUN/chat/synthetic) or put it outside RUN/data"
         )
 
 

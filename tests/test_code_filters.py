@@ -10,6 +10,7 @@ from curation.code.filters import LanguageFilter
 from curation.code.heuristics import CodeHeuristicsFilter, HeuristicsSettings, heuristics_verdict, score_code
 from curation.code.languages import language_of
 from curation.decisions import SCORE_KEY
+from nano2.contracts.documents import Meta
 
 SETTINGS = HeuristicsSettings()
 
@@ -47,15 +48,15 @@ def test_starcoder_heuristics_reasons():
 
 def test_heuristics_filter_records_scores():
     step = CodeHeuristicsFilter()
-    doc = Document(text="", id="r/e.py", metadata={"language": "Python"})
+    doc = Document(text="", id="r/e.py", metadata={Meta.CODE_LANGUAGE: "Python"})
     assert step.filter(doc) == (False, "empty_file")
     assert doc.metadata[SCORE_KEY]["blank"] is True
 
 
-def test_language_filter_sets_language_and_drops_the_rest():
+def test_language_filter_sets_code_language_and_drops_the_rest():
     step = LanguageFilter(["Python", "Rust"])
     ok = Document(text="x", id="1", metadata={"path": "m.py"})
-    assert step.filter(ok) is True and ok.metadata["language"] == "Python"
+    assert step.filter(ok) is True and ok.metadata[Meta.CODE_LANGUAGE] == "Python"
     assert step.filter(Document(text="x", id="2", metadata={"path": "m.go"})) == (False, "language_not_selected")
     assert step.filter(Document(text="x", id="3", metadata={"path": "LICENSE"})) == (False, "unsupported_extension")
 

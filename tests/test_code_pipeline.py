@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from curation.licenses.detector import load_index
-from nano2.manifest import read_manifest
+from nano2.contracts.documents import DOCUMENT_SCHEMA
+from nano2.contracts.shards import decisions_dir
+from nano2.manifest import MANIFEST_NAME, read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CODE = "def shared_helper(values):\n    total = 0\n    for value in values:\n        total += value * 2\n    return total\n"  # noqa: E501
@@ -66,18 +69,22 @@ def test_curate_code_end_to_end(cli, tmp_path, repos_root):
     result = cli("curate", "code", config)
     assert result.code == 0, result.err + result.out
     out = tmp_path / "data" / "curated" / "code"
+    assert sorted(p.name for p in out.iterdir()) == ["00000.parquet", MANIFEST_NAME]  # one shard, no decisions
+    assert pq.read_schema(out / "00000.parquet").equals(DOCUMENT_SCHEMA)
     con = duckdb.connect()
     docs = {r[0]: r for r in con.execute(
-        f"SELECT id, license_spdx, license_source, language, blob_hash, metadata.token_count "
-        f"FROM read_parquet('{out}/*.parquet')"
+        f"SELECT id, metadata.license_spdx, metadata.license_source, metadata.code_language, metadata.blob_hash, "
+        f"token_count, source, metadata.repo FROM read_parquet('{out}/*.parquet')"
     ).fetchall()}  # fmt: skip
     # mit-project/src/helper.py is an exact duplicate of the fork's copy (CRLF vs LF), read first
     assert set(docs) == {"mit-project/src/app.py", "gpl-project/lib/mit_helper.py", "mit-fork/src/helper.py"}
     assert docs["mit-project/src/app.py"][1:4] == ("MIT", "license_file", "Python")
     assert docs["gpl-project/lib/mit_helper.py"][1:3] == ("MIT", "header")
-    assert all(row[5] > 0 for row in docs.values())
+    assert all(row[5] > 0 and row[6] == row[7] for row in docs.values())  # a file's source is its repository
+    decisions_folder = decisions_dir(out)  # beside the output: tmp/data/curated/code.decisions (not a run dir)
+    assert decisions_folder == out.with_name("code.decisions")
     decisions = dict(con.execute(
-        f"SELECT doc_id, step || ':' || reason FROM read_parquet('{out}/decisions/*/*.parquet')"
+        f"SELECT doc_id, step || ':' || reason FROM read_parquet('{decisions_folder}/*/*.parquet')"
     ).fetchall())  # fmt: skip
     assert decisions["mit-project/src/gpl_module.py"] == "code_license:license_not_permissive"
     assert decisions["gpl-project/lib/core.py"] == "code_license:license_not_permissive"
@@ -88,6 +95,11 @@ def test_curate_code_end_to_end(cli, tmp_path, repos_root):
     manifest = read_manifest(out)
     assert manifest.kind == "documents" and manifest.name == "code-test" and manifest.stats.documents == 3
     assert manifest.stats.by["license_spdx"]["MIT"].documents == 3
+    assert manifest.stats.by["code_language"]["Python"].documents == 3
+    assert manifest.stats.tokenizer and manifest.stats.tokenizer.startswith("default@")
+    drops = read_manifest(decisions_folder)
+    assert drops.kind == "decisions" and drops.stats.documents == len(decisions)
+    assert drops.stats.by["step"]["code_license"].documents == 3
     assert manifest.stats.tokens == sum(row[5] for row in docs.values())
     assert manifest.extra["license"]["scancode_toolkit_version"]
     assert "kept by license" in result.out and "license_not_permissive" in result.out

@@ -7,8 +7,14 @@ import time
 import pytest
 
 from curation.licenses.cache import DetectionCache
-from curation.licenses.detector import Detection, DetectorSettings, LicenseDetector, load_index, to_spdx
-from curation.licenses.steps import metadata_detection
+from curation.licenses.detector import (
+    Detection,
+    DetectorSettings,
+    LicenseDetector,
+    load_index,
+    metadata_detection,
+    to_spdx,
+)
 
 MIT_HEADER = """# Copyright (c) 2020 Someone
 #

@@ -1,15 +1,17 @@
 """The real checks on fixed subsets: ScanCode's labelled cases, and distributions of this very environment.
 
-The full runs and their figures: `python -m curation.licenses.evaluate cases|site-packages` (see the report).
+The full runs and their figures: `python -m curation.licenses.evaluate cases` and
+`python -m curation.code.license_check` (see the report).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from curation.code.license_check import check_site_packages
 from curation.licenses.allowlist import load_allowlist
 from curation.licenses.detector import DetectorSettings, load_index
-from curation.licenses.evaluate import CASES_FILE, check_site_packages, evaluate_cases, read_cases
+from curation.licenses.evaluate import CASES_FILE, evaluate_cases, read_cases
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The license stage as datatrove steps: repositories in, kept files out, drops in the decisions table."""
+"""The code pipeline's license stage as datatrove steps: repositories in, kept files out, drops in the decisions
+table."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 
+from curation.code.license_stage import FileLicenseFilter, RepositoryLicenses, evidence_documents, repositories
 from curation.decisions import DecisionsWriter
 from curation.licenses.detector import DetectorSettings, LicenseDetector, load_index
-from curation.licenses.steps import FileLicenseFilter, RepositoryLicenses, evidence_documents, repositories
+from nano2.contracts.documents import Meta
+from nano2.contracts.shards import step_decisions_dir
 
 GPL_HEADER = "# SPDX-License-Identifier: GPL-2.0-only\n"
 MIT_HEADER = "# SPDX-License-Identifier: MIT\n"
@@ -31,7 +34,7 @@ def mit_license(scancode_index) -> str:
 
 
 def doc(repo: str, path: str, text: str, **metadata) -> Document:
-    meta = {"repo": repo, "path": path, "size": len(text), "blob_hash": f"{repo}/{path}/{hash(text)}",
+    meta = {Meta.REPO: repo, Meta.PATH: path, Meta.SIZE: len(text), Meta.BLOB_HASH: f"{repo}/{path}/{hash(text)}",
             "input_issue": None, **metadata}  # fmt: skip
     return Document(text=text, id=f"{repo}/{path}", metadata=meta)
 
@@ -45,7 +48,7 @@ def run_license_stage(docs: list[Document], tmp_path) -> tuple[dict[str, Documen
         data = step.run(data, rank=0, world_size=1)
     kept = {d.id: d for d in data}
     rows = {}
-    for file in (tmp_path / "decisions" / "license").glob("*.parquet"):
+    for file in step_decisions_dir(tmp_path, "license").glob("*.parquet"):
         rows.update({r["doc_id"]: r for r in pq.read_table(file).to_pylist()})
     return kept, rows
 
@@ -103,7 +106,7 @@ def test_scancode_crash_or_timeout_drops_with_reason_and_the_task_goes_on(mit_li
     data = RepositoryLicenses(settings).run(iter(docs))
     kept = {d.id for d in FileLicenseFilter(settings, exclusion_writer=writer).run(data)}
     assert kept == {"r/LICENSE", "r/fine.py"}
-    rows = {r["doc_id"]: r for f in (tmp_path / "decisions" / "license").glob("*.parquet")
+    rows = {r["doc_id"]: r for f in step_decisions_dir(tmp_path, "license").glob("*.parquet")
             for r in pq.read_table(f).to_pylist()}  # fmt: skip
     assert rows["r/crash.py"]["reason"] == "license_error" and "MemoryError" in rows["r/crash.py"]["scores"]
     assert rows["r/slow.py"]["reason"] == "license_timeout"

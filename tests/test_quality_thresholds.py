@@ -22,8 +22,9 @@ from curation.quality.thresholds import (
     in_threshold_sample,
 )
 from nano2.config import load_yaml_model
+from nano2.contracts.documents import TOKEN_COUNT, Meta, quality_entries
 from nano2.errors import ConfigError, Nano2Error
-from nano2.manifest import current_command, write_manifest
+from nano2.manifest import ArtifactKind, current_command, write_manifest
 
 N_BINS = 20
 
@@ -163,12 +164,14 @@ def test_thresholds_round_trip_through_json_and_manifests_exactly(tmp_path):
     assert again.classifiers["a"].cut_points == thresholds.classifiers["a"].cut_points  # floats bit-exact
 
     run = tmp_path / "run"
-    write_manifest(run, kind="curated", name="web", command=current_command(), extra=thresholds.to_manifest_extra())
+    write_manifest(
+        run, kind=ArtifactKind.DOCUMENTS, name="web", command=current_command(), extra=thresholds.to_manifest_extra()
+    )
     assert QualityThresholds.load(run) == thresholds
     assert QualityThresholds.load(run / "manifest.json") == thresholds
 
     no_thresholds = tmp_path / "other"
-    write_manifest(no_thresholds, kind="curated", name="web", command=current_command())
+    write_manifest(no_thresholds, kind=ArtifactKind.DOCUMENTS, name="web", command=current_command())
     with pytest.raises(ConfigError, match=r"extra\.quality_thresholds: this manifest records no quality thresholds"):
         QualityThresholds.load(no_thresholds)
     broken = tmp_path / "broken.json"
@@ -188,9 +191,12 @@ def test_threshold_sample_membership_is_deterministic_by_id():
     assert all(in_threshold_sample(i, 1.0) for i in ids[:10])
 
 
-def test_fit_from_datatrove_parquet_matches_fit_from_documents(tmp_path):
+def test_fit_from_document_files_matches_fit_from_pipeline_documents(tmp_path):
+    """The same thresholds from scored datatrove Documents in a pipeline and from the contract files written of
+    them (`token_count` column, `metadata.quality` entries)."""
     from datatrove.data import Document
-    from datatrove.pipeline.writers import ParquetWriter
+
+    from curation.documents import DocumentWriter
 
     rng = np.random.default_rng(8)
     docs = [
@@ -198,25 +204,23 @@ def test_fit_from_datatrove_parquet_matches_fit_from_documents(tmp_path):
             text=f"text {i}",
             id=f"d{i}",
             metadata={
-                "quality_scores": {"a": float(rng.random()), "b-2": float(rng.random())},
-                "token_count": int(rng.integers(1, 500)),
+                Meta.QUALITY: quality_entries({"a": float(rng.random()), "b-2": float(rng.random())}),
+                TOKEN_COUNT: int(rng.integers(1, 500)),
             },
         )
         for i in range(300)
     ]
     expected = QualityThresholds.fit_documents(docs, sample_fraction=0.5, sample_seed=3)
-    for expand in (False, True):
-        folder = tmp_path / f"expand-{expand}"
-        with ParquetWriter(str(folder), expand_metadata=expand) as writer:
-            for doc in docs:
-                writer.write(doc, rank=0)
-        fitted = QualityThresholds.fit_parquet(
-            sorted(folder.glob("*.parquet")), ["a", "b-2"], sample_fraction=0.5, sample_seed=3
-        )
-        assert fitted.classifiers == expected.classifiers
-        assert fitted.classifiers["a"].sample_documents < 300
+    with DocumentWriter(tmp_path / "scored") as writer:
+        for doc in docs:
+            writer.write(doc, rank=0)
+    files = sorted((tmp_path / "scored").glob("*.parquet"))
+    assert [f.name for f in files] == ["00000.parquet"]
+    fitted = QualityThresholds.fit_parquet(files, ["a", "b-2"], sample_fraction=0.5, sample_seed=3)
+    assert fitted.classifiers == expected.classifiers
+    assert fitted.classifiers["a"].sample_documents < 300
     with pytest.raises(Nano2Error, match="cannot read scores"):
-        QualityThresholds.fit_parquet(sorted((tmp_path / "expand-False").glob("*.parquet")), ["nope"])
+        QualityThresholds.fit_parquet(files, ["nope"])
 
 
 def test_default_levels_cover_every_bucket_once():

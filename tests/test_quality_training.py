@@ -18,7 +18,7 @@ import yaml
 
 from curation.quality.scorer import QualityScorer, normalize_text
 from curation.quality.steps import QualityBuckets, QualityScores
-from curation.quality.thresholds import QualityThresholds
+from curation.quality.thresholds import QualityThresholds, entry_scores
 from curation.quality.training import (
     TrainQualityConfig,
     build_training_set,
@@ -27,6 +27,7 @@ from curation.quality.training import (
     tiny_config,
     train_quality,
 )
+from nano2.contracts.documents import SUBSET_KEY, TOKEN_COUNT, Meta
 from nano2.errors import Nano2Error
 from nano2.manifest import read_manifest
 
@@ -275,7 +276,9 @@ def _documents(shared_data: Path, n: int = 60):
     texts, _ = read_validation_labels(shared_data / "quality" / "dclm_human_quality_labels_dev.jsonl")
     return [
         Document(
-            text=text, id=f"dclm-{i}", metadata={"url": f"https://example.org/{i}", "token_count": len(text.split())}
+            text=text,
+            id=f"dclm-{i}",
+            metadata={Meta.URL: f"https://example.org/{i}", TOKEN_COUNT: len(text.split())},
         )
         for i, text in enumerate(texts[:n])
     ]
@@ -294,36 +297,44 @@ def test_buckets_step_writes_ensemble_max_and_level(trained, shared_data):
     assert len(bucketed) == 60
     for doc in bucketed:
         meta = doc.metadata
-        per_classifier = meta["quality_buckets"]
-        assert set(per_classifier) == {"gsm8k", "pydoc"}
-        for name, score in meta["quality_scores"].items():
-            assert per_classifier[name] == thresholds.bucket_of(name, score)
-        assert meta["bucket"] == max(per_classifier.values())
-        assert meta["level"] == thresholds.levels.level_of(meta["bucket"])
+        entries = {e["classifier"]: e for e in meta[Meta.QUALITY]}
+        assert set(entries) == {"gsm8k", "pydoc"}
+        for name, entry in entries.items():
+            assert entry["bucket"] == thresholds.bucket_of(name, entry["score"])
+        assert meta[Meta.BUCKET] == max(e["bucket"] for e in entries.values())
+        assert meta[Meta.LEVEL] == thresholds.levels.level_of(meta[Meta.BUCKET])
     levels_counted = sum(v.n for k, v in step.stats.stats.items() if k.startswith("level_"))
     assert levels_counted == 60
 
     from datatrove.data import Document
 
-    with pytest.raises(Nano2Error, match="document bare: no metadata\\['quality_scores'\\]"):
+    with pytest.raises(Nano2Error, match="document bare: no metadata\\['quality'\\]"):
         list(QualityBuckets(thresholds).run(iter([Document(text="x", id="bare")])))
+    french = Document(text="x", id="fr", metadata={Meta.LANGUAGE: "fr"})
+    assert list(QualityBuckets(thresholds).run(iter([french]))) == [french]  # only English is scored
+    assert Meta.LEVEL not in french.metadata
 
 
 def _bucket_rows(files: list[Path]) -> dict[str, tuple]:
-    con = duckdb.connect(":memory:")
-    rows = con.execute(
-        "SELECT id, level, metadata.bucket, metadata.quality_scores.gsm8k, metadata.quality_scores.pydoc, "
-        "metadata.quality_buckets.gsm8k, metadata.quality_buckets.pydoc "
-        f"FROM read_parquet({[str(f) for f in files]}, hive_partitioning=true) ORDER BY id"
+    """id -> (partition, ensemble bucket, gsm8k score, pydoc score, gsm8k bucket, pydoc bucket)."""
+    rows = duckdb.sql(
+        f"SELECT id, {SUBSET_KEY}, metadata.bucket, metadata.quality "
+        f"FROM read_parquet({[str(f) for f in files]}, hive_partitioning=true)"
     ).fetchall()
-    return {r[0]: r[1:] for r in rows}
+    out = {}
+    for doc_id, subset, bucket, quality in rows:
+        entries = {e["classifier"]: e for e in quality}
+        out[doc_id] = (subset, bucket, entries["gsm8k"]["score"], entries["pydoc"]["score"],
+                       entries["gsm8k"]["bucket"], entries["pydoc"]["bucket"])  # fmt: skip
+    return out
 
 
 def test_same_document_gets_the_same_bucket_on_every_worker(trained, shared_data, tmp_path):
     """Two datatrove tasks in two spawned processes (each loading the models itself) bucket the same documents
-    identically and as this process does; the writer's `${level}` template partitions the output by level."""
+    identically and as this process does; the router writes them to `web/subset=<level>/<rank>.parquet`."""
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.writers import ParquetWriter
+
+    from curation.web.routing import RouteWriter
 
     out, _ = trained
     docs = _documents(shared_data, n=40)
@@ -333,24 +344,24 @@ def test_same_document_gets_the_same_bucket_on_every_worker(trained, shared_data
             docs,  # a plain list is not sharded: both tasks process every document
             QualityScores(_specs(out)),
             QualityBuckets(thresholds.save(tmp_path / "thresholds.json")),
-            ParquetWriter(str(tmp_path / "out"), output_filename="level=${level}/${rank}.parquet"),
+            RouteWriter(tmp_path / "out"),
         ],
         tasks=2,
         workers=2,
         logging_dir=str(tmp_path / "logs"),
         start_method="spawn",
     ).run()
-    task0 = _bucket_rows(sorted((tmp_path / "out").glob("level=*/*_00000.parquet")))
-    task1 = _bucket_rows(sorted((tmp_path / "out").glob("level=*/*_00001.parquet")))
-    here = {
-        d.id: (a.level, a.bucket, d.metadata["quality_scores"]["gsm8k"], d.metadata["quality_scores"]["pydoc"],
-               a.buckets["gsm8k"], a.buckets["pydoc"])
-        for d in scored
-        for a in [thresholds.assign(d.metadata["quality_scores"])]
-    }  # fmt: skip
+    web = tmp_path / "out" / "web"
+    task0 = _bucket_rows(sorted(web.glob(f"{SUBSET_KEY}=*/00000.parquet")))
+    task1 = _bucket_rows(sorted(web.glob(f"{SUBSET_KEY}=*/00001.parquet")))
+    here = {}
+    for d in scored:
+        scores = entry_scores(d.metadata[Meta.QUALITY])
+        a = thresholds.assign(scores)
+        here[d.id] = (a.level, a.bucket, scores["gsm8k"], scores["pydoc"], a.buckets["gsm8k"], a.buckets["pydoc"])
     assert len(here) == 40
     assert task0 == task1 == here
-    assert {p.name.removeprefix("level=") for p in (tmp_path / "out").glob("level=*")} == {
+    assert {p.name.removeprefix(f"{SUBSET_KEY}=") for p in web.glob(f"{SUBSET_KEY}=*")} == {
         row[0] for row in here.values()
     }
 
@@ -358,7 +369,7 @@ def test_same_document_gets_the_same_bucket_on_every_worker(trained, shared_data
 def test_thresholds_fit_on_scored_documents_are_equal_token(trained, shared_data):
     out, _ = trained
     scored, thresholds = _score_and_fit(out, _documents(shared_data, n=300))
-    tokens = np.array([d.metadata["token_count"] for d in scored])
+    tokens = np.array([d.metadata[TOKEN_COUNT] for d in scored])
     for name, t in thresholds.classifiers.items():
         assert sum(t.bin_tokens) == tokens.sum() == t.sample_tokens
         assert max(abs(m - tokens.sum() / 20) for m in t.bin_tokens) <= tokens.max()

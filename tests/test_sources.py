@@ -26,7 +26,7 @@ def make_tiny_root(root):
         root,
         "curated/web",
         tokens=700_000,
-        by={"level": {"high": {"tokens": 200_000}, "medium": {"tokens": 400_000}, "low": {"tokens": 100_000}}},
+        by={"subset": {"high": {"tokens": 200_000}, "medium": {"tokens": 400_000}, "low": {"tokens": 100_000}}},
     )
     make_artifact(root, "synthetic/rephrase", tokens=150_000)
     make_artifact(root, "curated/code", tokens=120_000)
@@ -38,7 +38,7 @@ def test_tiny_spec_reads_manifests(tmp_path):
     _, plan = compile_spec_file(SPECS / "tiny.yaml", tmp_path)
     by = {s.name: s for s in plan.sources}
     assert by["crawl-high"].available_tokens == 200_000
-    assert by["crawl-high"].origin == "curated/web/level=high"
+    assert by["crawl-high"].origin == "curated/web/subset=high"
     assert by["crawl-medium"].available_tokens == 400_000
     assert by["code"].available_tokens == 120_000
     assert by["code"].manifest_id is not None
@@ -46,10 +46,10 @@ def test_tiny_spec_reads_manifests(tmp_path):
 
 
 def test_partition_not_recorded(tmp_path, write_spec):
-    make_artifact(tmp_path, "web", tokens=10**6, by={"level": {"high": {"tokens": 10**5}}})
+    make_artifact(tmp_path, "web", tokens=10**6, by={"subset": {"high": {"tokens": 10**5}}})
     spec = small_spec()
-    spec["sources"]["web"] = {"path": "web/level=medium", "max_epochs": 2}
-    with pytest.raises(ConfigError, match=r"no token count for level=medium.*level=high"):
+    spec["sources"]["web"] = {"path": "web/subset=medium", "max_epochs": 2}
+    with pytest.raises(ConfigError, match=r"no token count for subset=medium.*subset=high"):
         compile_spec_file(write_spec(spec), tmp_path)
 
 

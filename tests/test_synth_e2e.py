@@ -3,8 +3,8 @@ the local backend, and a run through the HTTP backend against a `nano2 synth ser
 mid-way and rerun, with the requests counted on the server side.
 
 A random model writes gibberish, so these tests assert the mechanics (requests sent, every request a row or a
-counted drop, manifests, reruns that send nothing), not kept-row counts; truncate_traces needs no model and must
-write rows."""
+counted drop, manifests of the right kind in the right root, reruns that send nothing), not kept-row counts;
+truncate_traces needs no model and must write rows."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from nano2.manifest import read_manifest
-from synthetic.records import read_rows
-from synthetic.tasks.rephrase import REPHRASE_TASKS
+from synthetic.config import REPHRASE_TASKS
+from synthetic.records import read_chat_rows
 from tests.test_synth_backends import start_server, stop_server
 from tests.test_synth_pipeline import write_curated
 
@@ -44,6 +44,7 @@ def tiny_config(shared_data: Path, tmp_path: Path, checkpoint: Path) -> Path:
     cfg = yaml.safe_load(Path("synthetic/configs/tiny.yaml").read_text(encoding="utf-8"))
     curated = write_curated(shared_data, tmp_path / "curated" / "web", max_chars=300)
     cfg["output_dir"] = str(tmp_path / "synthetic")
+    cfg["chat_dir"] = str(tmp_path / "chat")
     cfg["backend"]["model"] = str(checkpoint)
     cfg["batch_size"] = 4
     cfg["rephrase"]["inputs"] = [{"path": str(curated), "limit": 2}]  # buckets 19 and 5: 4 + 1 requests
@@ -65,19 +66,28 @@ def tiny_config(shared_data: Path, tmp_path: Path, checkpoint: Path) -> Path:
     return path
 
 
+def stage_manifests(tmp_path: Path) -> dict:
+    """The stage manifests of both roots (decisions folders, which have their own manifests, left out)."""
+    roots = (tmp_path / "synthetic", tmp_path / "chat")
+    dirs = [d for root in roots for d in root.iterdir() if (d / "manifest.json").exists()]
+    return {d.name: read_manifest(d) for d in dirs if not d.name.endswith(".decisions")}
+
+
 def test_tiny_config_end_to_end_with_the_local_backend(shared_data, tmp_path, tiny_checkpoint_dir, cli):
     config = tiny_config(shared_data, tmp_path, tiny_checkpoint_dir)
     result = cli("synth", "run", config)
     assert result.code == 0, result.err
-    out = tmp_path / "synthetic"
-    manifests = {d.name: read_manifest(d) for d in out.iterdir() if (d / "manifest.json").exists()}
+    manifests = stage_manifests(tmp_path)
     assert set(manifests) == {"rephrase", "translate", "reasoning", "preference", "truncated", "long_context"}
+    kinds = {name: m.kind for name, m in manifests.items()}
+    assert kinds == {"rephrase": "documents", "translate": "documents", "long_context": "documents",
+                     "reasoning": "chat", "truncated": "chat", "preference": "preference"}  # fmt: skip
     requests = {name: m.extra["requests"] for name, m in manifests.items()}
     assert requests["rephrase"]["sent"] == 5 and requests["reasoning"]["sent"] == 2
     assert requests["preference"]["sent"] == 8  # 2 problems x 4 samples
     assert requests["long_context"]["sent"] >= 1 and requests["truncated"]["jobs"] == 0
     for name, m in manifests.items():
-        assert m.kind == "synthetic" and m.extra["backend"]["kind"] == "local"
+        assert m.extra["backend"]["kind"] == "local" and m.extra["synthetic_stage"]
         drops = {reason for reasons in m.extra["drops"].values() for reason in reasons}
         assert drops <= KNOWN_DROPS, drops
         dropped = sum(n for task, reasons in m.extra["drops"].items() if task != "routing" for n in reasons.values())
@@ -88,17 +98,17 @@ def test_tiny_config_end_to_end_with_the_local_backend(shared_data, tmp_path, ti
     assert manifests["translate"].extra["requests"]["jobs"] == 0 or manifests["rephrase"].stats.by["task"].get(
         "diverse_qa"
     )
-    truncated = read_rows(out / "truncated")
+    truncated = read_chat_rows(tmp_path / "chat" / "truncated")
     assert truncated and all(r["metadata"]["kept_tokens"] <= r["metadata"]["budget"] <= 48 for r in truncated)
     assert all(r["messages"][-1]["content"].rstrip().endswith("}") for r in truncated)  # \boxed{N} kept
     files = {name: [(f.path, f.sha256) for f in m.files] for name, m in manifests.items()}
     again = cli("synth", "run", config)
     assert again.code == 0, again.err
     assert "0 sent" in again.out
-    rerun = {d.name: read_manifest(d) for d in out.iterdir() if (d / "manifest.json").exists()}
+    rerun = stage_manifests(tmp_path)
     assert {name: [(f.path, f.sha256) for f in m.files] for name, m in rerun.items()} == files
     assert all(m.extra["requests"]["sent"] == 0 for m in rerun.values())
-    stats = cli("synth", "stats", out)
+    stats = cli("synth", "stats", config)
     assert stats.code == 0 and "truncate_traces" in stats.out
 
 
@@ -120,6 +130,7 @@ def test_killed_http_run_resumes_without_duplicate_requests(shared_data, tmp_pat
         config = {
             "name": "synth-http",
             "output_dir": str(tmp_path / "synthetic"),
+            "chat_dir": str(tmp_path / "chat"),
             "backend": {"kind": "openai", "base_url": url, "model": "teacher", "backoff_s": 0.01, "concurrency": 1},
             "batch_size": 1,
             "rephrase": {"enabled": True, "inputs": [{"path": str(curated), "limit": 3}],  # 4 + 1 + 4 requests

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from model.tokenizer import render_chat
+from nano2.errors import Nano2Error
 from synthetic.backends.base import with_reasoning_switch
 from synthetic.prompting import load_prompt
 from synthetic.records import chat_row, training_text
@@ -316,7 +317,7 @@ def test_training_text_follows_the_data_contract():
     off = training_text([*off_prompt, {"role": "assistant", "content": "\\boxed{4}"}])
     assert off == render_chat(off_prompt, add_generation_prompt=True) + "\\boxed{4}\n<SPECIAL_12>\n"
     assert off.count("<think></think>") == 1
-    with pytest.raises(ValueError, match="assistant"):
+    with pytest.raises(Nano2Error, match="assistant"):
         chat_row(row_id="x", messages=prompt, reasoning=True, task="t", source_id="s", prompt_version="v",
                  model="m", sampling=None, metadata={})  # fmt: skip
 

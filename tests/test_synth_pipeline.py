@@ -1,6 +1,8 @@
-"""The synthesis runner's mechanics on real inputs with a scripted backend: rows, drops with reasons, manifests,
-decisions the audit can count, the request cache (rerun sends nothing; a crash resumes without re-sending
-answered requests and writes the same rows), recorded backend failures; and the `nano2 synth` CLI."""
+"""The synthesis runner's mechanics on real inputs with a scripted backend: documents and chat rows of the contracts
+in their separate roots (one hive-partitioned scan of a run's data folder reads every document with one schema),
+drops with reasons beside the data, manifests, decisions the audit can count, the request cache (rerun sends
+nothing; a crash resumes without re-sending answered requests and writes the same rows), recorded backend
+failures; and the `nano2 synth` CLI."""
 
 from __future__ import annotations
 
@@ -15,14 +17,18 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from nano2.contracts.chat import CHAT_SCHEMA, validate_chat_record
+from nano2.contracts.documents import DOCUMENT_SCHEMA, SUBSET_KEY, Meta, document_record
+from nano2.contracts.shards import RUN_STATE_DIR, shard_name, subset_dir
+from nano2.errors import Nano2Error
 from nano2.manifest import read_manifest
 from synthetic.backends.base import GenerationResponse
-from synthetic.config import SynthConfig, load_synth_config
-from synthetic.records import read_rows
+from synthetic.config import DOCUMENT_STAGES, REPHRASE_TASKS, SynthConfig, load_synth_config
+from synthetic.records import read_chat_rows, read_documents
 from synthetic.runner import run_synthesis
-from synthetic.tasks.common import token_counter
+from synthetic.tasks.common import format_qa_pairs, token_counter
 from synthetic.tasks.reasoning import gsm8k_gold, split_reasoning, verify_math
-from synthetic.tasks.rephrase import REPHRASE_TASKS
+from synthetic.tasks.rephrase import appended_qa_pairs
 
 pytestmark = pytest.mark.realdata
 
@@ -83,7 +89,7 @@ class ScriptedBackend:
 
 
 def write_curated(shared_data: Path, out: Path, max_chars: int | None = None) -> Path:
-    """A curated-web-like Parquet artifact from real CCNet documents, with integer quality buckets assigned."""
+    """A curated-web document folder of the contract from real CCNet documents, with quality buckets assigned."""
     rows = []
     lines = (shared_data / "web" / "ccnet_cc_en_head_0091.jsonl").read_text(encoding="utf-8").splitlines()
     for line in lines:
@@ -92,15 +98,14 @@ def write_curated(shared_data: Path, out: Path, max_chars: int | None = None) ->
         i = len(rows)
         bucket = BUCKETS[i % len(BUCKETS)]
         level = None if bucket is None else ("high" if bucket >= 18 else "medium" if bucket >= 10 else "low")
-        rows.append(
-            {"text": text, "id": f"ccnet/{i}", "metadata": {"url": doc["id"], "bucket": bucket, "level": level}}
-        )
+        metadata = {Meta.URL: doc["id"], Meta.BUCKET: bucket, Meta.LEVEL: level, Meta.LANGUAGE: "en"}
+        rows.append(document_record(doc_id=f"ccnet/{i}", text=text, source="ccnet_cc_en_head_0091.jsonl",
+                                    token_count=None, metadata=metadata))  # fmt: skip
         if len(rows) == len(BUCKETS):
             break
-    meta = pa.struct([("url", pa.string()), ("bucket", pa.int64()), ("level", pa.string())])
-    schema = pa.schema([("text", pa.string()), ("id", pa.string()), ("metadata", meta)])
-    (out / "level=mixed").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / "level=mixed" / "000.parquet")
+    folder = subset_dir(out, "mixed")
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), folder / shard_name(0))
     return out
 
 
@@ -116,13 +121,16 @@ def gsm8k_gold_by_question(shared_data: Path, n: int) -> dict[str, str]:
 
 
 def make_config(shared_data: Path, root: Path, **overrides) -> SynthConfig:
-    curated = root / "curated" / "web"
+    """A config for a run dir at `root` laid out as a recipe lays one out: RUN/data/{curated,synthetic}, RUN/chat."""
+    (root / RUN_STATE_DIR).mkdir(parents=True, exist_ok=True)
+    curated = root / "data" / "curated" / "web"
     if not curated.exists():
         write_curated(shared_data, curated)
     gsm8k = str(shared_data / "evals" / "gsm8k_train.jsonl.gz")
     cfg = {
         "name": "synth-test",
-        "output_dir": str(root / "synthetic"),
+        "output_dir": str(root / "data" / "synthetic"),
+        "chat_dir": str(root / "chat" / "synthetic"),
         "backend": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "scripted"},
         "batch_size": 5,
         "rephrase": {"enabled": True, "inputs": [{"path": str(curated)}], "high_bucket_min": 12,
@@ -163,6 +171,17 @@ def _files(directory: Path) -> dict[str, str]:
     return {f.path: f.sha256 for f in read_manifest(directory).files}
 
 
+def decision_dirs(run_dir: Path) -> list[Path]:
+    """Every decisions artifact of a run: RUN/decisions/... for documents, `<stage>.decisions` for chat rows."""
+    return sorted(p.parent for p in run_dir.rglob("manifest.json") if read_manifest(p.parent).kind == "decisions")
+
+
+def read_stage(cfg: SynthConfig, stage: str) -> list[dict]:
+    """A stage's rows: documents for a document stage, chat rows (metadata decoded) for a chat stage."""
+    directory = cfg.stage_dir(stage)
+    return read_documents(directory) if stage in DOCUMENT_STAGES else read_chat_rows(directory)
+
+
 # ----------------------------------------------------------------------------------------------- a full run
 
 
@@ -173,34 +192,48 @@ def test_run_writes_rows_drops_manifests_and_audit_counts(shared_data, tmp_path,
     assert built == 1 and backend.answered == result.requests.sent == result.requests.jobs > 0
     counter = token_counter("default")
     for stage, manifest in result.manifests.items():
-        directory = cfg.stage_dir(stage)
-        rows = read_rows(directory)
-        assert manifest.kind == "synthetic" and manifest.stats.documents == len(rows)
-        assert manifest.stats.tokens == sum(r["metadata"]["token_count"] for r in rows)
-        assert all(r["metadata"]["token_count"] == counter.count(r["text"]) for r in rows)
+        rows = read_stage(cfg, stage)
+        assert manifest.stats.documents == len(rows) and manifest.stats.tokenizer.startswith("default@")
         assert len({r["id"] for r in rows}) == len(rows)
-        for r in rows:
-            assert r["messages"][-1]["role"] == "assistant" and r["messages"][0]["role"] == "system"
-            assert r["reasoning"] == ("/no_think" not in r["messages"][0]["content"])
-            json.loads(r["sampling"])
+        if stage in DOCUMENT_STAGES:
+            assert manifest.kind == "documents" and cfg.stage_dir(stage).parent == Path(cfg.output_dir)
+            assert manifest.stats.tokens == sum(r["token_count"] for r in rows)
+            assert all(r["token_count"] == counter.count(r["text"]) for r in rows)
+            for r in rows:
+                meta = r["metadata"]
+                assert meta["model"] == "scripted" and meta["parent_id"] and meta["prompt_version"]
+                json.loads(meta["sampling"])
+        else:
+            assert manifest.kind == "chat" and cfg.stage_dir(stage).parent == Path(cfg.chat_dir)
+            assert manifest.stats.tokens == sum(r["metadata"]["token_count"] for r in rows)
+            assert all(r["metadata"]["token_count"] == counter.count(r["text"]) for r in rows)
+            for r in rows:
+                assert r["messages"][-1]["role"] == "assistant" and r["messages"][0]["role"] == "system"
+                assert r["reasoning"] == ("/no_think" not in r["messages"][0]["content"])
+                assert not isinstance(validate_chat_record(r), str)  # the trainer's own check keeps every row
+                json.loads(r["sampling"])
     # every request is either a row or a counted drop with a reason
     drops = result.drops
-    rephrase_rows = read_rows(cfg.stage_dir("rephrase"))
+    rephrase_rows = read_stage(cfg, "rephrase")
     rephrase_requests = result.manifests["rephrase"].extra["requests"]["jobs"]
     rephrase_drops = sum(n for t, reasons in drops.items() if t in REPHRASE_TASKS for n in reasons.values())
     assert len(rephrase_rows) + rephrase_drops == rephrase_requests
     assert drops["routing"] == {"no_quality_bucket": 1}
-    tasks = {r["task"] for r in rephrase_rows}
+    tasks = {r["metadata"]["task"] for r in rephrase_rows}
     assert tasks == {"diverse_qa", "distill", "extract_knowledge", "knowledge_list", "wiki_paraphrase"}
+    curated = {r["id"]: r for r in read_documents(tmp_path / "data" / "curated" / "web")}
     for r in rephrase_rows:
-        level_high = r["metadata"]["bucket"] >= 12
-        assert level_high == (r["task"] != "wiki_paraphrase")  # routed by bucket
-        if r["task"] == "diverse_qa":
-            assert r["text"].startswith(r["messages"][1]["content"].split("Document:\n", 1)[1][:200])
+        meta, source = r["metadata"], curated[r["metadata"]["parent_id"]]
+        assert (meta["bucket"] >= 12) == (meta["task"] != "wiki_paraphrase")  # routed by bucket
+        assert (meta["url"], meta["level"], meta["language"]) == (source["metadata"]["url"],
+                                                                  source["metadata"]["level"], "en")  # fmt: skip
+        if meta["task"] == "diverse_qa":  # a segment of the source document, then its appended pair
+            pairs = appended_qa_pairs(r["text"], 3)
+            assert len(pairs) == 1 and r["text"][: -len(format_qa_pairs(pairs)) - 2] in source["text"]
     # translations of this backend are untranslated copies: all dropped, with the reason
     assert drops["translate"] == {"untranslated": 3}
     # reasoning: right answers kept (some as empty traces), wrong ones dropped, code without code dropped
-    reasoning = read_rows(cfg.stage_dir("reasoning"))
+    reasoning = read_stage(cfg, "reasoning")
     assert drops["reasoning_sft"]["wrong_answer"] == sum(1 for q in list(gold)[:12] if len(q) % 3 == 0)
     assert drops["reasoning_sft"]["no_code_block"] == 2
     assert len(reasoning) == 12 - drops["reasoning_sft"]["wrong_answer"]
@@ -213,16 +246,23 @@ def test_run_writes_rows_drops_manifests_and_audit_counts(shared_data, tmp_path,
             assert "<think>" not in target and verify_math(target, reference).ok
     assert {r["reasoning"] for r in reasoning} == {True, False}
     # truncated traces: verified reasoning rows and GSM8K reference solutions, cut to 6-30 tokens
-    truncated = read_rows(cfg.stage_dir("truncate"))
+    truncated = read_stage(cfg, "truncate")
     assert {r["metadata"]["origin"] for r in truncated} == {"reasoning_sft", "reference_solution"}
     for r in truncated:
         assert r["reasoning"] and r["metadata"]["kept_tokens"] <= r["metadata"]["budget"] <= 30
         assert split_reasoning(r["messages"][-1]["content"]).ok
     # long context: documents with QA about chosen chunks appended at the end
-    long_rows = read_rows(cfg.stage_dir("long_context"))
-    assert long_rows and all(r["text"].startswith(r["messages"][1]["content"].rstrip()) for r in long_rows)
-    assert all(r["text"].endswith(r["messages"][-1]["content"]) for r in long_rows)
-    # the audit counts the drops and reads the rows' tokens; the mixtures read token counts from the manifests
+    long_rows = read_stage(cfg, "long_context")
+    assert long_rows
+    for r in long_rows:
+        source = curated[r["metadata"]["parent_id"]]["text"].rstrip()
+        assert r["text"].startswith(source) and r["text"][len(source) :].startswith("\n\nQuestion: ")
+        assert r["metadata"]["task"] == "long_context_qa"
+    # drops live beside the data: RUN/decisions for documents in RUN/data, a sibling folder for chat rows
+    assert (tmp_path / "decisions" / "synthetic" / "rephrase" / "routing" / shard_name(0)).is_file()
+    assert (Path(cfg.chat_dir) / "reasoning.decisions" / "reasoning_sft" / shard_name(0)).is_file()
+    assert read_manifest(tmp_path / "decisions" / "synthetic" / "rephrase").kind == "decisions"
+    # the audit counts the drops and reads the documents' tokens; the mixtures read token counts from the manifests
     from mixtures.sources import read_source_tokens
     from nano2.audit import Audit
 
@@ -231,13 +271,36 @@ def test_run_writes_rows_drops_manifests_and_audit_counts(shared_data, tmp_path,
     assert audited == {task: sum(reasons.values()) for task, reasons in drops.items()}
     tokens = db.con.execute("SELECT sum(tokens) FROM documents WHERE artifact = 'synth-test-rephrase'").fetchall()
     assert tokens[0][0] == result.manifests["rephrase"].stats.tokens
-    assert read_source_tokens(tmp_path, "synthetic/rephrase")[0] == result.manifests["rephrase"].stats.tokens
-    assert read_source_tokens(tmp_path, "synthetic/rephrase/task=distill")[0] == sum(
-        r["metadata"]["token_count"] for r in rephrase_rows if r["task"] == "distill"
+    data = tmp_path / "data"
+    assert read_source_tokens(data, "synthetic/rephrase")[0] == result.manifests["rephrase"].stats.tokens
+    assert read_source_tokens(data, "synthetic/rephrase/subset=distill")[0] == sum(
+        r["token_count"] for r in rephrase_rows if r["metadata"]["task"] == "distill"
     )
-    stats = cli("synth", "stats", cfg.output_dir, "--plot", tmp_path / "stats.png")
+    stats = cli("synth", "stats", cfg.output_dir, cfg.chat_dir, "--plot", tmp_path / "stats.png")
     assert stats.code == 0 and "no_quality_bucket" in stats.out and "wrong_answer" in stats.out
+    assert "truncate_traces" in stats.out
     assert (tmp_path / "stats.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_scan_reads_every_document_of_a_run_with_one_schema(shared_data, tmp_path, gold):
+    """polars over RUN/data/**/*.parquet, hive-partitioned: curated and synthetic documents, one schema, no chat row,
+    no decision."""
+    import polars as pl
+
+    cfg = make_config(shared_data, tmp_path)
+    result, _ = run(cfg, ScriptedBackend(gold))
+    frame = pl.scan_parquet(str(tmp_path / "data" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    assert frame.columns == [*DOCUMENT_SCHEMA.names, SUBSET_KEY]
+    documents = sum(result.manifests[s].stats.documents for s in DOCUMENT_STAGES) + len(BUCKETS)
+    assert len(frame) == documents and frame["id"].n_unique() == documents
+    expected_subsets = {"mixed", "long_context_qa", *(s for s in result.manifests["rephrase"].stats.by[SUBSET_KEY])}
+    assert set(frame[SUBSET_KEY].unique()) == expected_subsets
+    for path in (tmp_path / "data").rglob("*.parquet"):
+        assert pq.read_schema(path).remove_metadata().equals(DOCUMENT_SCHEMA), path
+    chat_files = sorted((tmp_path / "chat").rglob("*.parquet"))
+    assert chat_files and all(
+        pq.read_schema(p).remove_metadata().equals(CHAT_SCHEMA) for p in chat_files if "decisions" not in str(p)
+    )
 
 
 # ----------------------------------------------------------------------------------------------- cache, resume
@@ -247,11 +310,14 @@ def test_rerun_sends_nothing_and_rewrites_identical_rows(shared_data, tmp_path, 
     cfg = make_config(shared_data, tmp_path)
     first, _ = run(cfg, ScriptedBackend(gold))
     files = {stage: _files(cfg.stage_dir(stage)) for stage in first.manifests}
+    decisions = {p: _files(p) for p in decision_dirs(tmp_path)}
+    assert len(decisions) == len(first.manifests)  # every stage dropped something here
     again = ScriptedBackend(gold)
     second, built = run(cfg, again)
     assert built == 0 and again.answered == 0  # no backend is even built when everything is cached
     assert second.requests.sent == 0 and second.requests.cached == first.requests.jobs
     assert {stage: _files(cfg.stage_dir(stage)) for stage in second.manifests} == files
+    assert {p: _files(p) for p in decision_dirs(tmp_path)} == decisions  # drops are rewritten identically too
     assert {s: m.stats for s, m in second.manifests.items()} == {s: m.stats for s, m in first.manifests.items()}
     assert second.manifests["rephrase"].extra["requests"]["sent"] == 0  # the manifest says how the run went
 
@@ -271,7 +337,7 @@ def test_a_crashed_run_resumes_without_resending_answered_requests(shared_data, 
     assert resumed_backend.answered == resumed.requests.sent == total - committed
     assert resumed.requests.cached == committed
     for stage in clean.manifests:
-        assert read_rows(cfg.stage_dir(stage)) == read_rows(clean_cfg.stage_dir(stage)), stage
+        assert read_stage(cfg, stage) == read_stage(clean_cfg, stage), stage
 
 
 def test_backend_failures_are_recorded_drops_and_resent_next_time(shared_data, tmp_path, gold):
@@ -286,7 +352,7 @@ def test_backend_failures_are_recorded_drops_and_resent_next_time(shared_data, t
 
     run(cfg, Recording(gold))
     failing = frozenset(keys[:3])
-    cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "second")})
+    cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "second"), "chat_dir": str(tmp_path / "second-chat")})
     first, _ = run(cfg, ScriptedBackend(gold, fail_keys=failing))
     assert first.drops["reasoning_sft"]["backend_error"] == 3 and first.requests.failed == 3
     with sqlite3.connect(Path(cfg.output_dir) / ".cache" / "requests.sqlite") as conn:
@@ -335,6 +401,17 @@ def test_config_errors_name_the_file_and_field(cli, tmp_path):
     assert cli("synth", "stats", tmp_path / "nowhere").code == 2
 
 
+def test_chat_rows_never_go_under_a_document_tree(shared_data, tmp_path, gold):
+    cfg = make_config(shared_data, tmp_path)
+    nested = {**cfg.model_dump(), "chat_dir": str(Path(cfg.output_dir) / "chat")}
+    with pytest.raises(ValueError, match="must not contain each other"):
+        SynthConfig.model_validate(nested)
+    in_run_data = cfg.model_copy(update={"chat_dir": str(tmp_path / "data" / "chat")})
+    with pytest.raises(Nano2Error, match="inside a run's data folder"):
+        run(in_run_data, ScriptedBackend(gold))
+    assert not (tmp_path / "data" / "chat").exists()
+
+
 def test_output_dir_that_is_not_ours_is_never_wiped(shared_data, tmp_path, gold):
     cfg = make_config(shared_data, tmp_path, translate={"enabled": False}, reasoning={"enabled": False},
                       truncate={"enabled": False}, long_context={"enabled": False})  # fmt: skip
@@ -353,10 +430,11 @@ def test_a_document_listed_twice_is_asked_about_once(shared_data, tmp_path, gold
     twice = once.model_copy(
         update={
             "output_dir": str(tmp_path / "twice"),
+            "chat_dir": str(tmp_path / "twice-chat"),
             "rephrase": once.rephrase.model_copy(update={"inputs": twice_inputs}),
         }
     )
     first, _ = run(once, ScriptedBackend(gold))
     second, _ = run(twice, ScriptedBackend(gold))
     assert second.requests.jobs == first.requests.jobs
-    assert read_rows(twice.stage_dir("rephrase")) == read_rows(once.stage_dir("rephrase"))
+    assert read_stage(twice, "rephrase") == read_stage(once, "rephrase")

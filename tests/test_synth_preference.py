@@ -16,7 +16,7 @@ from nano2.errors import ConfigError
 from nano2.manifest import read_manifest
 from synthetic.backends.base import GenerationResponse
 from synthetic.config import SynthConfig, load_synth_config
-from synthetic.records import read_rows
+from synthetic.records import read_chat_rows
 from synthetic.runner import run_synthesis
 from synthetic.tasks.common import token_counter
 from synthetic.tasks.reasoning import gsm8k_gold
@@ -102,6 +102,7 @@ def make_config(shared_data: Path, root: Path, retry_failed: bool = True, **pref
     cfg = {
         "name": "synth-test",
         "output_dir": str(root / "synthetic"),
+        "chat_dir": str(root / "chat"),
         "backend": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "planned"},
         "batch_size": 5,  # batches cut across problems: grouping must not depend on them
         "retry_failed": retry_failed,
@@ -149,7 +150,7 @@ def test_pairs_drops_and_manifest(shared_data, tmp_path, problems, planned):
     cfg = make_config(shared_data, tmp_path)
     result = run(cfg, planned)
     assert planned.answered == result.requests.sent == (len(MATH_PLANS) + 1) * 4
-    rows = read_rows(cfg.stage_dir("preference"), where="task=preference")
+    rows = read_chat_rows(cfg.stage_dir("preference"), subset="preference")
     got = by_problem(rows, math)
     assert sorted(got) == [-1, 0, 1, 3, 5]
     golds = [gsm8k_gold(row["answer"]) for row in math]
@@ -192,14 +193,15 @@ def test_pairs_drops_and_manifest(shared_data, tmp_path, problems, planned):
     manifest = read_manifest(cfg.stage_dir("preference"))
     drops = manifest.extra["drops"]["preference"]
     assert drops == {"no_rejected": 1, "no_usable_samples": 1}
-    assert manifest.kind == "synthetic" and manifest.stats.documents == len(rows) == 5
+    assert manifest.kind == "preference" and manifest.stats.documents == len(rows) == 5
     assert manifest.stats.by["task"]["preference"].documents == 5 and manifest.extra["chosen_origin"] == {
         "policy_sample": 4, "reference_solution": 1}  # fmt: skip
     assert sum(manifest.extra["sample_verdicts"].values()) == result.requests.jobs == 28
     counter = token_counter("default")
     assert all(r["metadata"]["token_count"] == counter.count(r["text"]) for r in rows)
     assert manifest.stats.tokens == sum(r["metadata"]["token_count"] for r in rows)
-    assert sorted(p.name for p in (cfg.stage_dir("preference") / "decisions").iterdir()) == ["preference"]
+    decisions = cfg.stage_dir("preference").with_name("preference.decisions")  # beside the rows, never inside
+    assert sorted(p.name for p in decisions.iterdir()) == ["manifest.json", "preference"]
 
 
 def test_rerun_is_cached_and_fallback_off_drops_no_chosen(shared_data, tmp_path, problems, planned):
@@ -214,17 +216,17 @@ def test_rerun_is_cached_and_fallback_off_drops_no_chosen(shared_data, tmp_path,
     off = run(make_config(shared_data, tmp_path, reference_fallback=False, retry_failed=False), planned)
     assert planned.answered == 0 and off.requests.cached == 27  # the fallback decides rows, not what is asked
     assert off.drops["preference"] == {"no_chosen": 1, "no_rejected": 1, "no_usable_samples": 1}
-    rows = by_problem(read_rows(cfg.stage_dir("preference")), problems[0])
+    rows = by_problem(read_chat_rows(cfg.stage_dir("preference")), problems[0])
     assert sorted(rows) == [-1, 0, 1, 5]
 
 
 def test_rows_load_in_dpo_reader(shared_data, tmp_path, problems, planned, tiny_tokenizer_dir):
-    """The contract: DPO's own loader reads the stage directory (decisions/ included) and sees every row, each side
-    tokenized as the prompt followed by exactly the generated completion."""
+    """The contract: DPO's own loader reads the stage directory and sees every row, each side tokenized as the
+    prompt followed by exactly the generated completion."""
     cfg = make_config(shared_data, tmp_path)
     run(cfg, planned)
     directory = cfg.stage_dir("preference")
-    rows = read_rows(directory)
+    rows = read_chat_rows(directory)
     tokenizer = load_tokenizer(tiny_tokenizer_dir)
     examples, report = read_preference_examples(parquet_files([directory], None, "data"), tokenizer, 4096, None)
     assert report.read == len(examples) == len(rows) == 5 and not report.dropped

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from synthetic.records import read_rows
+from synthetic.records import read_chat_rows
 from synthetic.tasks.common import QAPair, format_qa_pairs, parse_qa_pairs, token_counter
 from synthetic.tasks.reasoning import (
     gsm8k_gold,
@@ -179,7 +179,7 @@ def test_teacher_demonstrations_parse_and_use_no_eval_data(shared_data, tmp_path
         ),
         limit=12,
     )
-    rows = read_rows(out)
+    rows = read_chat_rows(out)
     gold = [gsm8k_gold(r["answer"]) for r in _gsm8k(shared_data, 12)]
     by_task = {}
     for r in rows:
@@ -188,7 +188,7 @@ def test_teacher_demonstrations_parse_and_use_no_eval_data(shared_data, tmp_path
                 "long_context_qa"}  # fmt: skip
     assert set(by_task) == expected
     assert "translate" in manifest.extra["unavailable"]
-    assert manifest.kind == "synthetic" and manifest.stats.documents == len(rows)
+    assert manifest.kind == "chat" and manifest.stats.documents == len(rows)
     assert manifest.stats.tokens == sum(r["metadata"]["token_count"] for r in rows)
     test_lines = (shared_data / "evals" / "gsm8k_test.jsonl").read_text(encoding="utf-8").splitlines()
     test_questions = {json.loads(line)["question"].strip() for line in test_lines}

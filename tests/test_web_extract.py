@@ -10,21 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 
-import curation.web.extract as extract_module
+import curation.web.steps as steps_module
 from curation.decisions import DecisionsWriter
-from curation.web.extract import (
-    GOLD_SET,
-    MAX_HTML_CHARS,
-    ExtractionResult,
-    FastExtractor,
-    extract_main_text,
-    extract_page,
-    load_gold_pages,
-    payload_problem,
-    score_snippets,
-)
-from curation.web.math_extract import count_tex_spans, detect_math, extract_with_math, mathml_to_latex
-from curation.web.readers import WarcDocuments
+from curation.web.evaluate import GOLD_SET, ExtractionResult, load_gold_pages, score_snippets
+from curation.web.extract import extract_main_text
+from curation.web.math_extract import count_tex_spans, detect_math, extract_page, extract_with_math, mathml_to_latex
+from curation.web.readers import IS_HTML_KEY, WarcDocuments
+from curation.web.steps import MAX_HTML_CHARS, FastExtractor, payload_problem
+from nano2.contracts.shards import step_decisions_dir
 from nano2.errors import Nano2Error
 
 # Measured by benchmarks/bench_extract.py on the 482 gold pages (favour="balanced"): all pages found 0.953 /
@@ -242,7 +235,7 @@ def test_step_routes_math_pages_and_plain_pages():
 
 def test_step_passes_declared_plain_text_through():
     text = "A plain-text row from a JSONL dump. It has no markup at all and needs no extraction."
-    docs = [Document(text=text, id="t", metadata={"source": "jsonl"})]
+    docs = [Document(text=text, id="t", metadata={IS_HTML_KEY: False})]
     out = list(FastExtractor(sandbox=False).run(docs))
     assert out[0].text == text and out[0].metadata["extractor"] == "none" and out[0].metadata["math"] is False
 
@@ -286,12 +279,13 @@ def test_bad_input_is_a_counted_drop_with_its_reason(tmp_path, sandbox):
         assert stats[f"dropped_{reason}"].total == reasons.count(reason)
     assert stats["dropped"].total == len(bad) and stats["forwarded"].total == 1
 
-    (decisions_file,) = (tmp_path / "decisions" / "extract").glob("*.parquet")
-    rows = pq.read_table(decisions_file).to_pylist()
+    decisions = step_decisions_dir(tmp_path, "extract")
+    assert [p.name for p in decisions.iterdir()] == ["00000.parquet"]  # beside the artifact, never inside it
+    rows = pq.read_table(decisions / "00000.parquet").to_pylist()
     assert sorted((r["doc_id"], r["step"], r["reason"], r["kept"]) for r in rows) == sorted(
         (name, "extract", reason, False) for name, (_, reason) in bad.items()
     )
-    urls = duckdb.sql(f"SELECT url FROM read_parquet('{tmp_path}/decisions/extract/*.parquet') WHERE doc_id = 'json'")
+    urls = duckdb.sql(f"SELECT url FROM read_parquet('{decisions}/*.parquet') WHERE doc_id = 'json'")
     assert urls.fetchall() == [("https://example.org/json",)]
 
 
@@ -305,7 +299,7 @@ def test_extractor_errors_and_hangs_are_drops(monkeypatch):
             time.sleep(30)
         return "fine text", False
 
-    monkeypatch.setattr(extract_module, "extract_page", fragile)
+    monkeypatch.setattr(steps_module, "extract_page", fragile)
     docs = [Document(text=page(f"<p>{word}</p>"), id=word) for word in ("explode", "hang", "after")]
     step = FastExtractor(sandbox=True, timeout=0.5)
     out = list(step.run(docs))

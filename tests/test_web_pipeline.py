@@ -10,12 +10,16 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from curation.web.config import WebConfig, load_web_config
 from curation.web.pipeline import run_web
+from curation.web.routing import ARTIFACTS
 from nano2.audit import Audit
+from nano2.contracts.documents import DOCUMENT_SCHEMA
+from nano2.contracts.shards import decisions_dir
 from nano2.manifest import read_manifest
 
 pytestmark = pytest.mark.realdata
@@ -50,7 +54,7 @@ def _config(tmp: Path, shared: Path, *, html_pages: int, classifiers: list[dict]
 
 
 def _final_documents(out: Path) -> list[tuple[str, str, str]]:
-    files = [str(p) for p in out.rglob("*.parquet") if "decisions" not in p.parts]
+    files = [str(p) for artifact in ARTIFACTS for p in (out / artifact).rglob("*.parquet")]
     rows = duckdb.sql(
         f"SELECT id, md5(text), coalesce(metadata.level, metadata.language) FROM read_parquet({files}) ORDER BY id"
     ).fetchall()
@@ -78,7 +82,17 @@ def test_full_pipeline_outputs_and_audit(tmp_path, shared_data, classifiers, cli
     assert web.stats.documents > 5 and multi.stats.documents > 5
     assert set(web.stats.by["level"]) <= {"low", "medium-low", "medium", "medium-high", "high"}
     assert len(web.stats.by["level"]) >= 3
-    assert "de" in multi.stats.by["language"]
+    assert web.stats.by["subset"].keys() == web.stats.by["level"].keys()
+    assert "de" in multi.stats.by["language"] and multi.stats.by["subset"].keys() == multi.stats.by["language"].keys()
+    assert web.stats.tokenizer == multi.stats.tokenizer and web.stats.tokenizer.startswith("default@")
+    # one layout: every shard is `<artifact>/subset=<value>/<rank>.parquet` of the document contract, and the
+    # decisions live beside web/ (a manifest of kind decisions), never inside a document folder
+    shards = [p.relative_to(out) for artifact in ARTIFACTS for p in (out / artifact).rglob("*.parquet")]
+    assert shards and all(len(p.parts) == 3 and p.parts[1].startswith("subset=") for p in shards)
+    assert {p.name for p in shards} <= {"00000.parquet", "00001.parquet"}
+    assert all(pq.read_schema(out / p).equals(DOCUMENT_SCHEMA) for p in shards)
+    drops = read_manifest(decisions_dir(out / "web"))
+    assert decisions_dir(out / "web") == out / "web.decisions" and drops.kind == "decisions" and drops.stats.documents
     steps = [s["step"] for s in web.extra["steps"]]
     assert any("Language ID" in s for s in steps) and any("MinHash" in s for s in steps)
     thresholds = web.extra["quality_thresholds"]
@@ -86,22 +100,23 @@ def test_full_pipeline_outputs_and_audit(tmp_path, shared_data, classifiers, cli
     # every English document carries its bucket, level, per-classifier scores, language, tokens and URL
     files = [str(p) for p in (out / "web").rglob("*.parquet")]
     row = duckdb.sql(
-        f"SELECT metadata.bucket, metadata.level, metadata.quality_scores, metadata.language, metadata.token_count, "
+        f"SELECT metadata.bucket, metadata.level, metadata.quality, metadata.language, token_count, "
         f"metadata.url FROM read_parquet({files}) LIMIT 1"
     ).fetchall()[0]
     assert 0 <= row[0] <= 19 and row[1] and len(row[2]) == 2 and row[3] == "en" and row[4] > 0 and row[5]
+    assert row[0] == max(entry["bucket"] for entry in row[2])
     # the audit sees documents by level and language and drops by step and reason
     db = Audit(out)
     by_source = dict(db.query("SELECT source, count(*) FROM documents GROUP BY 1").fetchall())
-    assert any(s.startswith("web-test-web/level=") for s in by_source)
-    assert any(s.startswith("web-test-multilingual/language=de") for s in by_source)
+    assert any(s.startswith("web-test-web/subset=") for s in by_source)
+    assert any(s.startswith("web-test-multilingual/subset=de") for s in by_source)
     drops = db.query("SELECT step, reason, count(*) FROM decisions WHERE NOT kept GROUP BY ALL").fetchall()
     assert {step for step, _, _ in drops} >= {"read", "language", "heuristics"}
     # the mixture spec can read the partition token counts from the manifest
     from mixtures.sources import read_source_tokens
 
-    level = next(iter(web.stats.by["level"]))
-    assert read_source_tokens(out, f"web/level={level}")[0] == web.stats.by["level"][level].tokens
+    level = next(iter(web.stats.by["subset"]))
+    assert read_source_tokens(out, f"web/subset={level}")[0] == web.stats.by["subset"][level].tokens
 
 
 def _run_in_subprocess(config: Path) -> subprocess.Popen:

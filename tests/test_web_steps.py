@@ -14,10 +14,13 @@ from curation.web.dedup import AssignKeys, ExactDedupFilter, ExactFindDuplicates
 from curation.web.readers import JsonlDocuments, WarcDocuments, decode_html
 from curation.web.steps import HeuristicFilters, LanguageID, OfflineURLFilter
 from curation.web.words import RegexWordTokenizer
+from nano2.contracts.shards import decisions_dir
 
 
-def _decisions(folder):
-    files = [str(p) for p in folder.rglob("*.parquet")]
+def _decisions(artifact):
+    """The decisions rows written for `artifact` (beside it, see nano2.contracts.shards.decisions_dir)."""
+    assert not artifact.exists() or not list(artifact.rglob("*.parquet")), "decisions must never be inside"
+    files = [str(p) for p in decisions_dir(artifact).rglob("*.parquet")]
     if not files:
         return []
     return duckdb.sql(f"SELECT doc_id, step, reason FROM read_parquet({files}) ORDER BY doc_id").fetchall()
@@ -115,7 +118,7 @@ def test_url_filter_with_banlists(shared_data):
 
 
 def test_language_id_keeps_the_asked_languages(tmp_path):
-    lid = LanguageID(languages=["en", "fr"], decisions=DecisionsWriter(str(tmp_path), "language"))
+    lid = LanguageID(languages=["en", "fr"], decisions=DecisionsWriter(tmp_path / "out", "language"))
     docs = [
         Document("The committee will publish its annual report on the budget next week.", "en1"),
         Document("Le comité publiera son rapport annuel sur le budget la semaine prochaine.", "fr1"),
@@ -123,18 +126,18 @@ def test_language_id_keeps_the_asked_languages(tmp_path):
     ]
     kept = {d.id: d.metadata["language"] for d in lid.run(iter(docs))}
     assert kept == {"en1": "en", "fr1": "fr"}
-    assert _decisions(tmp_path) == [("de1", "language", "language_de")]
+    assert _decisions(tmp_path / "out") == [("de1", "language", "language_de")]
 
 
 @pytest.mark.realdata
 def test_heuristics_record_filter_and_reason(shared_data, tmp_path):
-    step = HeuristicFilters(decisions=DecisionsWriter(str(tmp_path), "heuristics"))
+    step = HeuristicFilters(decisions=DecisionsWriter(tmp_path / "out", "heuristics"))
     lines = (shared_data / "web" / "ccnet_cc_en_head_0091.jsonl").read_text().splitlines()
     docs = [Document(json.loads(line)["text"], f"cc{i}", {"language": "en"}) for i, line in enumerate(lines)]
     docs.append(Document("too short", "short", {"language": "en"}))
     kept = [d.id for d in step.run(iter(docs))]
     assert "cc0" in kept and "short" not in kept and len(kept) >= 5
-    reasons = {doc_id: reason for doc_id, _, reason in _decisions(tmp_path)}
+    reasons = {doc_id: reason for doc_id, _, reason in _decisions(tmp_path / "out")}
     assert set(reasons) == {d.id for d in docs} - set(kept)
     assert all(r.split(":")[0] in ("gopher_repetition", "gopher_quality", "c4", "fineweb") for r in reasons.values())
 
@@ -152,8 +155,8 @@ def test_exact_dedup_keeps_the_first_copy(tmp_path):
     sig = ExactHashSignature(str(tmp_path / "sigs"))
     keyed = list(sig.run(AssignKeys().run(iter(docs)), rank=0))
     list(ExactFindDuplicates(str(tmp_path / "sigs"), str(tmp_path / "dups")).run(None))
-    out = tmp_path / "decisions"
-    kept = [d.id for d in ExactDedupFilter(str(tmp_path / "dups"), DecisionsWriter(str(out), "exact")).run(iter(keyed))]
+    out = tmp_path / "out"
+    kept = [d.id for d in ExactDedupFilter(str(tmp_path / "dups"), DecisionsWriter(out, "exact")).run(iter(keyed))]
     assert kept == ["d0", "d1", "d4"]
     assert [r[0] for r in _decisions(out)] == ["d2", "d3"]
     assert normalised_hash("Alpha  beta") == normalised_hash("alpha beta")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from nano2.errors import Nano2Error
-from nano2.manifest import current_command, write_manifest
+from nano2.manifest import ArtifactKind, current_command, write_manifest
 
 CHECKPOINTS = "checkpoints"
 STATE_DIR = "train_state"
@@ -86,7 +86,7 @@ def save_train_state(
     (directory / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     write_manifest(
         directory,
-        kind="train-state",
+        kind=ArtifactKind.TRAIN_STATE,
         name=f"{STEP_PREFIX}{steps_done:08d}",
         command=current_command(),
         extra={"step": steps_done, "ranks": len(rng_states)},

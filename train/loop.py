@@ -51,7 +51,7 @@ from mixtures.plan import Plan
 from nano2.console import make_console
 from nano2.contracts.chat import IGNORE_INDEX
 from nano2.errors import ConfigError, Nano2Error
-from nano2.manifest import MANIFEST_NAME, input_ref, read_manifest
+from nano2.manifest import MANIFEST_NAME, ArtifactKind, input_ref, read_manifest
 from train.checkpoint import (
     STATE_DIR,
     ResumeState,
@@ -425,7 +425,7 @@ def _finished(out_dir: Path) -> bool:
     if not (out_dir / MANIFEST_NAME).exists():
         return False
     manifest = read_manifest(out_dir)
-    return manifest.kind == "checkpoint" and bool(manifest.extra.get("completed"))
+    return manifest.kind == ArtifactKind.CHECKPOINT and bool(manifest.extra.get("completed"))
 
 
 def _prepare_out_dir(out_dir: Path, resume: bool) -> tuple[int, Path] | None:

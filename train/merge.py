@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from nano2.errors import Nano2Error
-from nano2.manifest import OutputStats, content_hash, current_command, input_ref, write_manifest
+from nano2.manifest import ArtifactKind, OutputStats, content_hash, current_command, input_ref, write_manifest
 
 COPIED_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
 ARCHITECTURE_IGNORED = ("name", "description")
@@ -125,7 +125,7 @@ def merge_checkpoints(a: str | Path, b: str | Path, alpha: float, out: str | Pat
     dtypes = sorted({info.dtype for info in index_a.values()})
     write_manifest(
         out,
-        kind="checkpoint",
+        kind=ArtifactKind.CHECKPOINT,
         name=out.name,
         command=current_command(),
         config=load_config(a).with_(name=out.name),

@@ -24,7 +24,7 @@ from nano2.config import load_yaml_model, validate_model
 from nano2.contracts.chat import THINK_CLOSE, THINK_OPEN, THINK_PREFIX, reasoning_mode
 from nano2.contracts.shards import DECISIONS_DIR
 from nano2.errors import ConfigError, Nano2Error
-from nano2.manifest import MANIFEST_NAME, InputRef, OutputStats, Stats, input_ref, read_manifest
+from nano2.manifest import MANIFEST_NAME, ArtifactKind, InputRef, OutputStats, Stats, input_ref, read_manifest
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "training.png"
@@ -103,8 +103,8 @@ def check_output_dir(out: Path, inputs: Sequence[Path], config_path: str | Path 
             raise ConfigError(config_path, "output_dir", f"{out} is also an input; write the result elsewhere")
     if (out / MANIFEST_NAME).exists():
         kind = read_manifest(out).kind
-        if kind != "checkpoint":
-            raise ConfigError(config_path, "output_dir", f"{out} already holds a {kind!r} artifact")
+        if kind != ArtifactKind.CHECKPOINT:
+            raise ConfigError(config_path, "output_dir", f"{out} already holds a '{kind}' artifact")
     return out
 
 

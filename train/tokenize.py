@@ -34,6 +34,7 @@ from nano2.contracts.shards import DECISIONS_DIR
 from nano2.errors import Nano2Error
 from nano2.manifest import (
     MANIFEST_NAME,
+    ArtifactKind,
     OutputStats,
     Stats,
     current_command,
@@ -271,7 +272,7 @@ def _write_tokens_manifest(
     bin_bytes = sum(p.stat().st_size for p in report.output_dir.rglob("*.bin"))
     write_manifest(
         report.output_dir,
-        kind="tokens",
+        kind=ArtifactKind.TOKENS,
         name=name,
         command=current_command(),
         config={"text_field": text_field, "glob": glob, "tokenizer": str(tokenizer.file)},

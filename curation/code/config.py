@@ -79,7 +79,10 @@ class CodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "code"
     source: SourceConfig
-    output_dir: str = Field(description="curated documents, decisions/ and manifest.json go here")
+    output_dir: str = Field(
+        description="curated documents and manifest.json go here (decisions beside it, see "
+        "nano2.contracts.shards.decisions_dir)"
+    )
     work_dir: str | None = Field(
         default=None, description="intermediate files and logs; default: <output's grandparent>/.work/<output's name>"
     )

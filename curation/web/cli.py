@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -41,4 +42,5 @@ def register(app: typer.Typer) -> None:
             )
             table.add_row(str(directory), f"{m.stats.documents or 0:,}", f"{m.stats.tokens or 0:,}", groups)
         console.print(table)
-        console.print(f"audit it: nano2 audit {cfg.output}")
+        documents_and_decisions = os.path.commonpath([cfg.output.absolute(), artifacts["decisions"].absolute()])
+        console.print(f"audit it: nano2 audit {documents_and_decisions}")

@@ -118,7 +118,7 @@ def run_translate(ctx: StageContext) -> Manifest:
         out.add(
             doc_id=f"translate/{job.source_id}/{job.sample_index}",
             text=format_qa_pairs(parsed.value),
-            source=str(source_dir),
+            source=source_dir.name,
             metadata={
                 **job.document_metadata(ctx.model),
                 Meta.URL: source["metadata"][Meta.URL],
