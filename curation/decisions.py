@@ -37,7 +37,8 @@ class DecisionsWriter(ParquetWriter):
     """A ParquetWriter whose rows are decisions, not documents: `<decisions of artifact_dir>/<step>/<rank>.parquet`.
 
     `default_reason` is the reason of documents that arrive without one (datatrove's dedup filters drop without
-    saying why).
+    saying why). Several steps of one pipeline may share a writer (the readers of a stage, each with its own
+    `with writer:`); it closes its files when the outermost `with` ends, so no step truncates another's file.
     """
 
     name = "🧾 Decisions"
@@ -54,6 +55,16 @@ class DecisionsWriter(ParquetWriter):
             max_file_size=-1,  # one file per rank, named like every other shard
             use_content_defined_chunking=False,
         )
+        self._open_contexts = 0
+
+    def __enter__(self) -> DecisionsWriter:
+        self._open_contexts += 1
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> None:
+        self._open_contexts -= 1
+        if self._open_contexts == 0:
+            self.close()
 
 
 def _decision_row(writer: DecisionsWriter, document: Document) -> dict[str, Any]:

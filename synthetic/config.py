@@ -5,11 +5,13 @@ One backend, two output roots, and one section per stage; a stage without `enabl
 (reasoning, truncate, preference: `nano2.contracts.chat`) below the chat root, so one hive-partitioned scan of a
 run's `data` folder reads every document with one schema and never meets a chat row. The chat root is `chat_dir`
 when given; by default it mirrors `output_dir` outside the document tree, as the contract places drop decisions:
-in a recipe run `RUN/data/synthetic` -> `RUN/chat/synthetic`, elsewhere `<parent>/synthetic` -> `<parent>/chat/synthetic`. Paths may use `{shared_data}`
-(`NANO2_SHARED_DATA`, default `../shared/data`) and are otherwise relative to the current directory. Defaults are
-the paper's figures (paper-facts §3-5): max input/output tokens per rephrasing task, 15 translation languages, 10%
-empty traces, 1-2k-token truncation budgets, 1024-token chunks with 10% QA. The preference stage's sampling
-figures are ours (the paper does not publish them).
+in a recipe run `RUN/data/synthetic` -> `RUN/chat/synthetic`, elsewhere `<parent>/synthetic` ->
+`<parent>/chat/synthetic`.
+
+Paths may use `{shared_data}` (`NANO2_SHARED_DATA`, default `../shared/data`) and are otherwise relative to the
+current directory. Defaults are the paper's figures (paper-facts §3-5): max input/output tokens per rephrasing task,
+15 translation languages, 10% empty traces, 1-2k-token truncation budgets, 1024-token chunks with 10% QA. The
+preference stage's sampling figures are ours (the paper does not publish them).
 
 The task vocabularies the config validates against (rephrasing tasks, translation languages) live here, so the
 tasks (which read the config) depend on the config and never the other way round.

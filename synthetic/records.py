@@ -34,6 +34,7 @@ from nano2.contracts.chat import (
     decode_metadata,
     encode_metadata,
     validate_chat_record,
+    validate_preference_record,
 )
 from nano2.contracts.documents import (
     DOCUMENT_SCHEMA,
@@ -301,17 +302,17 @@ class ChatOutput(StageOutput):
     kind = ArtifactKind.CHAT
     schema = CHAT_SCHEMA
 
-    def conversations(self, row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        """The full conversations of a row, as the trainer's validator reads them."""
-        return [row]
+    def contract_violation(self, row: Mapping[str, Any]) -> str | None:
+        """Why the trainer's reader would drop the row (the chat contract's one validator), or None."""
+        checked = validate_chat_record(row)
+        return checked if isinstance(checked, str) else None
 
     def add(self, row: dict[str, Any], subset: str) -> bool:
         """Write a row built by the contract's writer; one the trainer would drop is a counted drop instead."""
-        for conversation in self.conversations(row):
-            checked = validate_chat_record(conversation)
-            if isinstance(checked, str):
-                self.drop(row["task"], row["id"], f"contract_{checked}")
-                return False
+        reason = self.contract_violation(row)
+        if reason is not None:
+            self.drop(row["task"], row["id"], f"contract_{reason}")
+            return False
         tokens = self.counter.count(row["text"])
         written = encode_metadata(row, **{TOKEN_COUNT: tokens})
         groups = {"task": row["task"], "reasoning": "on" if row["reasoning"] else "off"}
@@ -325,12 +326,10 @@ class PreferenceOutput(ChatOutput):
     kind = ArtifactKind.PREFERENCE
     schema = PREFERENCE_SCHEMA
 
-    def conversations(self, row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        """Both sides: the prompt turns followed by the chosen, then by the rejected answer."""
-        return [
-            {**row, "messages": [*row["messages"], {"role": "assistant", "content": row[side]}]}
-            for side in ("chosen", "rejected")
-        ]
+    def contract_violation(self, row: Mapping[str, Any]) -> str | None:
+        """Why DPO's reader would drop the row (the preference contract's one validator), or None."""
+        checked = validate_preference_record(row)
+        return checked if isinstance(checked, str) else None
 
 
 # --------------------------------------------------------------------------------------------------- reading

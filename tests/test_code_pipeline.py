@@ -157,3 +157,34 @@ def test_shipped_tiny_config_runs_on_this_environment(cli, tmp_path, scancode_in
     assert {"MIT", "BSD-3-Clause", "Apache-2.0"} <= set(licenses)
     assert not any("GPL" in k and " OR " not in k for k in licenses)  # copyleft only as one option of an OR
     assert manifest.stats.tokens > 10_000
+
+
+def test_stage_runner_runs_stages_in_order_with_their_task_counts(tmp_path):
+    """The one runner of the web and code pipelines: stages in order, a fixed task count never given more
+    workers than tasks, each stage resumable from its own logging dir."""
+    from datatrove.pipeline.base import PipelineStep
+
+    from curation.executors import ExecutorConfig
+    from curation.stages import Stage, run_stages, stage_executor_config
+
+    class Mark(PipelineStep):
+        def __init__(self, folder, name):
+            super().__init__()
+            self.folder, self.name = folder, name
+
+        def run(self, data=None, rank: int = 0, world_size: int = 1):
+            (self.folder / f"{self.name}-{rank}-of-{world_size}").touch()
+            yield from data or []
+
+    config = ExecutorConfig(kind="local", tasks=3, workers=2)
+    assert stage_executor_config(config, None) == config
+    assert stage_executor_config(config, 1).model_dump() == {**config.model_dump(), "tasks": 1, "workers": 1}
+    stages = [Stage("wide", [Mark(tmp_path, "wide")], tmp_path / "logs" / "wide"),
+              Stage("gather", [Mark(tmp_path, "gather")], tmp_path / "logs" / "gather", tasks=1)]  # fmt: skip
+    started = []
+    assert run_stages(stages, config, on_stage=lambda i, n, s: started.append((i, n, s.name))) is True
+    assert started == [(0, 2, "wide"), (1, 2, "gather")]
+    assert sorted(p.name for p in tmp_path.glob("*-of-*")) == [
+        "gather-0-of-1", "wide-0-of-3", "wide-1-of-3", "wide-2-of-3",
+    ]  # fmt: skip
+    assert all((tmp_path / "logs" / s.name / "completions").is_dir() for s in stages)

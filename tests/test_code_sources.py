@@ -15,6 +15,7 @@ from curation.code.filters import InputIssueFilter
 from curation.code.reader import CodeRepositoryReader, InputLimits, git_blob_sha1, path_issue
 from curation.code.sources import RepositoriesSource, SitePackagesSource, TableSource, distribution_files
 from curation.decisions import DecisionsWriter
+from nano2.contracts.shards import step_decisions_dir
 from nano2.errors import Nano2Error
 
 
@@ -82,7 +83,7 @@ def test_binary_and_huge_files_are_dropped_with_reasons_in_the_decisions_table(r
     step = InputIssueFilter(exclusion_writer=DecisionsWriter(str(out), "input"))
     kept = {d.id for d in step.run(reader.run(None))}
     assert "plain/src/main.py" in kept and "plain/src/blob.py" not in kept
-    files = (out / "decisions" / "input").glob("*.parquet")
+    files = step_decisions_dir(out, "input").glob("*.parquet")  # beside `out`, never inside it
     rows = {r["doc_id"]: r for f in files for r in pq.read_table(f).to_pylist()}
     assert rows["plain/src/blob.py"]["reason"] == "binary"
     assert rows["plain/src/huge.py"]["reason"] == "too_large"

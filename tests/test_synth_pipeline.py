@@ -130,7 +130,6 @@ def make_config(shared_data: Path, root: Path, **overrides) -> SynthConfig:
     cfg = {
         "name": "synth-test",
         "output_dir": str(root / "data" / "synthetic"),
-        "chat_dir": str(root / "chat" / "synthetic"),
         "backend": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "scripted"},
         "batch_size": 5,
         "rephrase": {"enabled": True, "inputs": [{"path": str(curated)}], "high_bucket_min": 12,
@@ -204,7 +203,7 @@ def test_run_writes_rows_drops_manifests_and_audit_counts(shared_data, tmp_path,
                 assert meta["model"] == "scripted" and meta["parent_id"] and meta["prompt_version"]
                 json.loads(meta["sampling"])
         else:
-            assert manifest.kind == "chat" and cfg.stage_dir(stage).parent == Path(cfg.chat_dir)
+            assert manifest.kind == "chat" and cfg.stage_dir(stage).parent == cfg.chat_root
             assert manifest.stats.tokens == sum(r["metadata"]["token_count"] for r in rows)
             assert all(r["metadata"]["token_count"] == counter.count(r["text"]) for r in rows)
             for r in rows:
@@ -260,7 +259,7 @@ def test_run_writes_rows_drops_manifests_and_audit_counts(shared_data, tmp_path,
         assert r["metadata"]["task"] == "long_context_qa"
     # drops live beside the data: RUN/decisions for documents in RUN/data, a sibling folder for chat rows
     assert (tmp_path / "decisions" / "synthetic" / "rephrase" / "routing" / shard_name(0)).is_file()
-    assert (Path(cfg.chat_dir) / "reasoning.decisions" / "reasoning_sft" / shard_name(0)).is_file()
+    assert (cfg.chat_root / "reasoning.decisions" / "reasoning_sft" / shard_name(0)).is_file()
     assert read_manifest(tmp_path / "decisions" / "synthetic" / "rephrase").kind == "decisions"
     # the audit counts the drops and reads the documents' tokens; the mixtures read token counts from the manifests
     from mixtures.sources import read_source_tokens
@@ -276,7 +275,7 @@ def test_run_writes_rows_drops_manifests_and_audit_counts(shared_data, tmp_path,
     assert read_source_tokens(data, "synthetic/rephrase/subset=distill")[0] == sum(
         r["token_count"] for r in rephrase_rows if r["metadata"]["task"] == "distill"
     )
-    stats = cli("synth", "stats", cfg.output_dir, cfg.chat_dir, "--plot", tmp_path / "stats.png")
+    stats = cli("synth", "stats", cfg.output_dir, cfg.chat_root, "--plot", tmp_path / "stats.png")
     assert stats.code == 0 and "no_quality_bucket" in stats.out and "wrong_answer" in stats.out
     assert "truncate_traces" in stats.out
     assert (tmp_path / "stats.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -403,6 +402,9 @@ def test_config_errors_name_the_file_and_field(cli, tmp_path):
 
 def test_chat_rows_never_go_under_a_document_tree(shared_data, tmp_path, gold):
     cfg = make_config(shared_data, tmp_path)
+    assert cfg.chat_root == tmp_path / "chat" / "synthetic"  # the default in a run: RUN/data/X -> RUN/chat/X
+    elsewhere = SynthConfig.model_validate({**cfg.model_dump(), "output_dir": str(tmp_path / "out" / "synthetic")})
+    assert elsewhere.chat_root == tmp_path / "out" / "chat" / "synthetic"  # outside a run: beside output_dir
     nested = {**cfg.model_dump(), "chat_dir": str(Path(cfg.output_dir) / "chat")}
     with pytest.raises(ValueError, match="must not contain each other"):
         SynthConfig.model_validate(nested)

@@ -106,6 +106,21 @@ def test_jsonl_reader_counts_malformed_lines(tmp_path):
     assert sorted(r[2] for r in _decisions(tmp_path / "o")) == ["empty_text", "malformed_json", "malformed_json"]
 
 
+def test_readers_of_one_stage_share_the_read_decisions(tmp_path):
+    """Two readers chained in one task write one `read` shard: neither truncates the other's drops."""
+    (tmp_path / "warc").mkdir()
+    _warc(tmp_path / "warc" / "a.warc.gz", [("http://a.example/img", "image/png", b"\x89PNG\r\n" + bytes(50))])
+    (tmp_path / "jsonl").mkdir()
+    with gzip.open(tmp_path / "jsonl" / "d.jsonl.gz", "wt") as f:
+        f.write("{not json\n" + json.dumps({"text": "kept", "id": "1"}) + "\n")
+    out = tmp_path / "out"
+    shared = DecisionsWriter(out, "read")
+    warc = WarcDocuments(str(tmp_path / "warc"), glob_pattern="*.warc.gz", decisions=shared)
+    jsonl = JsonlDocuments(str(tmp_path / "jsonl"), glob_pattern="*.jsonl.gz", decisions=shared)
+    assert [d.id for d in jsonl.run(warc.run())] == ["1"]
+    assert sorted(r[2] for r in _decisions(out)) == ["malformed_json", "non_html"]
+
+
 @pytest.mark.realdata
 def test_url_filter_with_banlists(shared_data):
     f = OfflineURLFilter(

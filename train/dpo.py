@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from nano2.contracts.chat import reasoning_mode
+from nano2.contracts.chat import validate_preference_record
 from nano2.errors import Nano2Error
 from train.post import (
     PostTrainConfig,
@@ -38,8 +38,6 @@ from train.post import (
     rich_progress_callbacks,
     training_text_parts,
     trl_arguments,
-    validate_prompt,
-    validate_target,
 )
 
 
@@ -61,24 +59,11 @@ def load_dpo_config(path: str | Path, **overrides: Any) -> DPORunConfig:
 
 def preference_example(record: dict[str, Any], tokenizer: Any, report: RowReport) -> dict[str, list[int]] | None:
     """prompt_ids / chosen_ids / rejected_ids of one preference row, or None with the drop reason counted."""
-    messages = record.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        report.drop("bad_messages")
+    row = validate_preference_record(record)
+    if isinstance(row, str):
+        report.drop(row)
         return None
-    prompt = [{"role": m.get("role"), "content": m.get("content")} for m in messages]
-    reason = validate_prompt(prompt)
-    if reason is not None:
-        report.drop(reason)
-        return None
-    reasoning = reasoning_mode(prompt)
-    for side in ("chosen", "rejected"):
-        reason = validate_target(record.get(side), reasoning)
-        if reason is not None:
-            report.drop(f"{side}_{reason}")
-            return None
-    if record["chosen"] == record["rejected"]:
-        report.drop("chosen_equals_rejected")
-        return None
+    prompt, reasoning = row.prompt, row.reasoning
     prompt_text, chosen = training_text_parts(prompt, record["chosen"])
     _, rejected = training_text_parts(prompt, record["rejected"])
     report.variants["reasoning" if reasoning else "no_think"] += 1

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nano2.config import load_yaml_model, validate_model
-from nano2.contracts.chat import THINK_CLOSE, THINK_OPEN, THINK_PREFIX, reasoning_mode
+from nano2.contracts.chat import ChatRow, validate_chat_record
 from nano2.contracts.shards import DECISIONS_DIR
 from nano2.errors import ConfigError, Nano2Error
 from nano2.manifest import MANIFEST_NAME, ArtifactKind, InputRef, OutputStats, Stats, input_ref, read_manifest
@@ -298,76 +298,15 @@ def finish_run(run: PreparedRun) -> RunResult:
 
 
 # --------------------------------------------------------------------------------------------------- chat rows
-# The chat-row checks (one row -> a ChatRow or a drop reason). Kept together and unchanged: the chat contract
-# (nano2.contracts.chat) holds the same rules, and these are to be replaced by it in one place.
-
-
-@dataclass
-class ChatRow:
-    """One validated SFT row: the prompt turns and the assistant target, as the contract defines them."""
-
-    id: str
-    prompt: list[dict[str, str]]
-    target: str
-    reasoning: bool
-
-
-def _messages(value: Any) -> list[dict[str, str]] | None:
-    """Plain dicts from Arrow structs; None when the value is not a list of {role, content} mappings."""
-    if not isinstance(value, list) or not all(isinstance(m, Mapping) for m in value):
-        return None
-    return [{"role": m.get("role"), "content": m.get("content")} for m in value]
-
-
-def validate_prompt(prompt: list[dict[str, str]]) -> str | None:
-    """None when the prompt turns render; else the drop reason."""
-    if not prompt:
-        return "no_prompt_turns"
-    if prompt[-1]["role"] == "assistant":
-        return "prompt_ends_with_assistant"
-    try:
-        reasoning_mode(prompt)
-    except Nano2Error:
-        return "bad_messages"
-    return None
-
-
-def validate_target(target: Any, reasoning: bool) -> str | None:
-    """None when an assistant target has the contract's shape for its reasoning mode; else the drop reason."""
-    if not isinstance(target, str) or not target.strip():
-        return "empty_target"
-    if reasoning:
-        if not target.startswith(THINK_PREFIX) or THINK_CLOSE not in target:
-            return "reasoning_target_without_trace"
-    elif THINK_OPEN in target or THINK_CLOSE in target:
-        return "no_think_target_with_trace"
-    return None
 
 
 def chat_row(record: Mapping[str, Any], report: RowReport) -> ChatRow | None:
-    """A validated ChatRow from one Parquet record, or None with the drop reason counted."""
-    messages = _messages(record.get("messages"))
-    if messages is None:
-        report.drop("bad_messages")
+    """A validated ChatRow from one Parquet record (the contract's one validator), or None with the reason counted."""
+    row = validate_chat_record(record)
+    if isinstance(row, str):
+        report.drop(row)
         return None
-    if not messages or messages[-1]["role"] != "assistant":
-        report.drop("last_message_not_assistant")
-        return None
-    prompt, target = messages[:-1], messages[-1]["content"]
-    reason = validate_prompt(prompt)
-    if reason is not None:
-        report.drop(reason)
-        return None
-    reasoning = reasoning_mode(prompt)
-    flag = record.get("reasoning")
-    if flag is not None and bool(flag) != reasoning:
-        report.drop("reasoning_flag_disagrees_with_switch")
-        return None
-    reason = validate_target(target, reasoning)
-    if reason is not None:
-        report.drop(reason)
-        return None
-    return ChatRow(id=str(record.get("id")), prompt=prompt, target=target, reasoning=reasoning)
+    return row
 
 
 # --------------------------------------------------------------------------------------------------- reading rows

@@ -55,12 +55,12 @@ def _decisions(cfg: WebConfig, step: str, default_reason: str | None = None) -> 
 
 
 def _readers(cfg: WebConfig) -> list:
+    """One reader per input; they share one decisions writer, since they all write the `read` step's shard."""
+    read_drops = _decisions(cfg, "read")
     readers = []
     for spec in cfg.inputs:
         if spec.kind == "warc":
-            readers.append(
-                WarcDocuments(spec.path, glob_pattern=spec.glob, limit=spec.limit, decisions=_decisions(cfg, "read"))
-            )
+            readers.append(WarcDocuments(spec.path, glob_pattern=spec.glob, limit=spec.limit, decisions=read_drops))
         else:
             readers.append(
                 JsonlDocuments(
@@ -71,7 +71,7 @@ def _readers(cfg: WebConfig) -> list:
                     url_key=spec.url_key,
                     is_html=spec.html,
                     limit=spec.limit,
-                    decisions=_decisions(cfg, "read"),
+                    decisions=read_drops,
                 )
             )
     return readers

@@ -233,3 +233,39 @@ def validate_chat_record(record: Mapping[str, Any]) -> ChatRow | str:
     if reason is not None:
         return reason
     return ChatRow(id=str(record.get("id")), prompt=prompt, target=target, reasoning=reasoning)
+
+
+@dataclass
+class PreferencePrompt:
+    """A validated preference row: the prompt turns, its reasoning mode and the two assistant strings."""
+
+    id: str
+    prompt: list[dict[str, str]]
+    chosen: str
+    rejected: str
+    reasoning: bool
+
+
+def validate_preference_record(record: Mapping[str, Any]) -> PreferencePrompt | str:
+    """The one reader-side check of a preference row: the prompt renders, both answers have the contract's shape
+    for its reasoning mode (`chosen_<reason>` / `rejected_<reason>`), and they differ."""
+    prompt = plain_messages(record.get("messages"))
+    if prompt is None:
+        return "bad_messages"
+    reason = validate_prompt(prompt)
+    if reason is not None:
+        return reason
+    reasoning = reasoning_mode(prompt)
+    for side in ("chosen", "rejected"):
+        reason = validate_target(record.get(side), reasoning)
+        if reason is not None:
+            return f"{side}_{reason}"
+    if record["chosen"] == record["rejected"]:
+        return "chosen_equals_rejected"
+    return PreferencePrompt(
+        id=str(record.get("id")),
+        prompt=prompt,
+        chosen=record["chosen"],
+        rejected=record["rejected"],
+        reasoning=reasoning,
+    )
