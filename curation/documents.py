@@ -25,7 +25,7 @@ from nano2.contracts.documents import (
     document_metadata,
     document_record,
 )
-from nano2.contracts.shards import SHARD_TEMPLATE, SUBSET_SHARD_TEMPLATE
+from nano2.contracts.shards import SUBSET_SHARD_TEMPLATE
 from nano2.errors import Nano2Error
 
 
@@ -43,24 +43,29 @@ def contract_row(writer: Any, doc: Document) -> dict[str, Any]:
 
 
 class DocumentWriter(ParquetWriter):
-    """Parquet documents of the contract: `<folder>/<rank>.parquet`, or `<folder>/subset=<value>/<rank>.parquet`
-    when `partitioned` (the value is `metadata["subset"]`, set by the step that routes documents)."""
+    """Parquet documents of the contract at `<folder>/subset=<value>/<rank>.parquet`.
+
+    Every document folder is partitioned by the one key `subset` (so one hive-partitioned scan reads every folder
+    of a run): the value is `metadata["subset"]` when the step that routes documents set it, else the metadata field
+    `subset_from` names (e.g. `code_language` for code)."""
 
     name = "📄 Documents"
 
-    def __init__(self, output_folder: str | Path, partitioned: bool = False, batch_size: int = 1000):
+    def __init__(self, output_folder: str | Path, subset_from: str | None = None, batch_size: int = 1000):
         super().__init__(
             str(output_folder),
-            output_filename=SUBSET_SHARD_TEMPLATE if partitioned else SHARD_TEMPLATE,
+            output_filename=SUBSET_SHARD_TEMPLATE,
             adapter=contract_row,
             schema=DOCUMENT_SCHEMA,
             batch_size=batch_size,
             max_file_size=-1,  # one shard per rank and partition: `00000.parquet`, never `000_00000.parquet`
         )
-        self.partitioned = partitioned
+        self.subset_from = subset_from
 
     def write(self, document: Document, rank: int = 0, **kwargs) -> None:
-        if self.partitioned and not document.metadata.get(SUBSET_KEY):
+        if not document.metadata.get(SUBSET_KEY) and self.subset_from is not None:
+            document.metadata[SUBSET_KEY] = document.metadata.get(self.subset_from) or "unknown"
+        if not document.metadata.get(SUBSET_KEY):
             raise Nano2Error(f"document {document.id}: no metadata[{SUBSET_KEY!r}] to name its partition by")
         super().write(document, rank, **kwargs)
 

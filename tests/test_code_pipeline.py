@@ -69,12 +69,13 @@ def test_curate_code_end_to_end(cli, tmp_path, repos_root):
     result = cli("curate", "code", config)
     assert result.code == 0, result.err + result.out
     out = tmp_path / "data" / "curated" / "code"
-    assert sorted(p.name for p in out.iterdir()) == ["00000.parquet", MANIFEST_NAME]  # one shard, no decisions
-    assert pq.read_schema(out / "00000.parquet").equals(DOCUMENT_SCHEMA)
+    # partitioned by programming language, one shard, no decisions inside
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "subset=Python"]
+    assert pq.read_schema(out / "subset=Python" / "00000.parquet").equals(DOCUMENT_SCHEMA)
     con = duckdb.connect()
     docs = {r[0]: r for r in con.execute(
         f"SELECT id, metadata.license_spdx, metadata.license_source, metadata.code_language, metadata.blob_hash, "
-        f"token_count, source, metadata.repo FROM read_parquet('{out}/*.parquet')"
+        f"token_count, source, metadata.repo FROM read_parquet('{out}/*/*.parquet')"
     ).fetchall()}  # fmt: skip
     # mit-project/src/helper.py is an exact duplicate of the fork's copy (CRLF vs LF), read first
     assert set(docs) == {"mit-project/src/app.py", "gpl-project/lib/mit_helper.py", "mit-fork/src/helper.py"}
@@ -96,6 +97,7 @@ def test_curate_code_end_to_end(cli, tmp_path, repos_root):
     assert manifest.kind == "documents" and manifest.name == "code-test" and manifest.stats.documents == 3
     assert manifest.stats.by["license_spdx"]["MIT"].documents == 3
     assert manifest.stats.by["code_language"]["Python"].documents == 3
+    assert manifest.stats.by["subset"]["Python"].documents == 3
     assert manifest.stats.tokenizer and manifest.stats.tokenizer.startswith("default@")
     drops = read_manifest(decisions_folder)
     assert drops.kind == "decisions" and drops.stats.documents == len(decisions)

@@ -22,7 +22,7 @@ from curation.quality.thresholds import (
     in_threshold_sample,
 )
 from nano2.config import load_yaml_model
-from nano2.contracts.documents import TOKEN_COUNT, Meta, quality_entries
+from nano2.contracts.documents import SUBSET_KEY, TOKEN_COUNT, Meta, quality_entries
 from nano2.errors import ConfigError, Nano2Error
 from nano2.manifest import ArtifactKind, current_command, write_manifest
 
@@ -213,9 +213,10 @@ def test_fit_from_document_files_matches_fit_from_pipeline_documents(tmp_path):
     expected = QualityThresholds.fit_documents(docs, sample_fraction=0.5, sample_seed=3)
     with DocumentWriter(tmp_path / "scored") as writer:
         for doc in docs:
+            doc.metadata[SUBSET_KEY] = "all"
             writer.write(doc, rank=0)
-    files = sorted((tmp_path / "scored").glob("*.parquet"))
-    assert [f.name for f in files] == ["00000.parquet"]
+    files = sorted((tmp_path / "scored").rglob("*.parquet"))
+    assert [f.relative_to(tmp_path / "scored").as_posix() for f in files] == ["subset=all/00000.parquet"]
     fitted = QualityThresholds.fit_parquet(files, ["a", "b-2"], sample_fraction=0.5, sample_seed=3)
     assert fitted.classifiers == expected.classifiers
     assert fitted.classifiers["a"].sample_documents < 300

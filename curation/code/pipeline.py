@@ -51,13 +51,13 @@ from curation.licenses.detector import scancode_version
 from curation.manifests import write_decisions_manifest, write_run_manifest
 from curation.stages import Stage, StageLauncher, StageStarted, run_stages
 from curation.tokens import counting_tokenizer_id, resolve_tokenizer
-from nano2.contracts.documents import ID, METADATA_TYPE, SOURCE, TEXT, Meta
+from nano2.contracts.documents import ID, METADATA_TYPE, SOURCE, SUBSET_KEY, TEXT, Meta
 from nano2.contracts.shards import SHARD_SUFFIX, decisions_dir
 from nano2.errors import Nano2Error
 from nano2.manifest import MANIFEST_NAME, InputRef, Manifest, input_ref, read_manifest
 
 # What the manifest counts by (the audit's queries and the CLI's summary read these).
-GROUPINGS = [Meta.CODE_LANGUAGE, Meta.LICENSE_SPDX, Meta.LICENSE_SOURCE]
+GROUPINGS = [SUBSET_KEY, Meta.CODE_LANGUAGE, Meta.LICENSE_SPDX, Meta.LICENSE_SOURCE]
 # Rows between stages (work dir, not a document folder): the document's contract fields as flat columns, which
 # datatrove's ParquetReader puts back into metadata.
 WORK_FIELDS = [
@@ -130,7 +130,10 @@ def build_stages(cfg: CodeConfig) -> list[Stage]:
         ]  # fmt: skip
         near_drops = DecisionsWriter(out, "code_near_dedup", default_reason="near_duplicate")
         final.append(MinhashDedupFilter(remove, exclusion_writer=near_drops))
-    final += [TokensCounter(tokenizer_name_or_path=resolve_tokenizer(cfg.tokenizer)), DocumentWriter(out)]
+    final += [
+        TokensCounter(tokenizer_name_or_path=resolve_tokenizer(cfg.tokenizer)),
+        DocumentWriter(out, subset_from=Meta.CODE_LANGUAGE),
+    ]
     stages.append(Stage("output", final, logs / "output"))
     return stages
 

@@ -40,7 +40,7 @@ class RouteWriter(PipelineStep):
     def __init__(self, output_folder: str | Path):
         super().__init__()
         root = Path(output_folder)
-        self.writers = {artifact: DocumentWriter(root / artifact, partitioned=True) for artifact in ARTIFACTS}
+        self.writers = {artifact: DocumentWriter(root / artifact) for artifact in ARTIFACTS}
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.writers[WEB] as web, self.writers[MATH] as math, self.writers[MULTILINGUAL] as multi:

@@ -11,10 +11,11 @@ a producer has nothing to say. Natural language (`language`, an ISO 639 code fro
 language (`code_language`) are distinct fields. Per-classifier quality results are a list of
 {classifier, score, bucket}, so a new classifier changes values, not the schema.
 
-Folders are partitioned by one hive key, `subset` (`SUBSET_KEY`): the quality level for web and math, the natural
-language for multilingual text, the task for synthetic data; the value is also in `metadata` (`level`, `language`,
-`task`), so a query never needs the path. One key for all folders is what lets a single hive-partitioned scan
-cover the whole run.
+Every document folder is partitioned by one hive key, `subset` (`SUBSET_KEY`): the quality level for web and math,
+the natural language for multilingual text, the programming language for code, the task (or target language) for
+synthetic data; the value is also in `metadata` (`level`, `language`, `code_language`, `task`), so a query never
+needs the path. One key, present in every folder, is what lets a single hive-partitioned scan cover the whole run
+(polars infers the partition keys from the first file and refuses a file whose path has other keys).
 """
 
 from __future__ import annotations
