@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nano2.cli import main
+from nano2.app.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "mixtures" / "specs"

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nano2.audit import Audit
+from nano2.app.audit import Audit
 from nano2.contracts.chat import CHAT_SCHEMA, chat_record, encode_metadata
 from nano2.contracts.documents import DOCUMENT_SCHEMA, SUBSET_KEY, Meta, document_record
 from nano2.contracts.shards import DECISIONS_SCHEMA, decisions_dir, shard_name, subset_dir

@@ -43,7 +43,7 @@ def token_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory, tiny_checkpoint_dir, token_root):
     """Importance scores of the tiny checkpoint from the CLI."""
-    from nano2.cli import main
+    from nano2.app.cli import main
 
     out = tmp_path_factory.mktemp("imp") / "importance"
     calib = ["--calib", str(token_root / "web"), "--samples", "2", "--seq-len", "32", "--batch-size", "2"]

@@ -10,9 +10,9 @@ import polars
 import pytest
 import yaml
 
-from nano2.audit import Audit
+from nano2.app.audit import Audit
+from nano2.app.recipe import REPO, Runner, load_recipe
 from nano2.contracts.documents import DOCUMENT_SCHEMA, SUBSET_KEY
-from nano2.recipe import REPO, Runner, load_recipe
 
 MICRO = REPO / "recipes" / "micro.yaml"
 TINY = REPO / "recipes" / "tiny.yaml"

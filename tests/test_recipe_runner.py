@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nano2.app.recipe import Runner, apply_overrides, load_recipe
 from nano2.errors import ConfigError, Nano2Error
-from nano2.recipe import Runner, apply_overrides, load_recipe
 from tests.conftest import small_spec
 
 

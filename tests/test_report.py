@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nano2.recipe import Runner, load_recipe
-from nano2.report import build_report
+from nano2.app.recipe import Runner, load_recipe
+from nano2.app.report import build_report
 from tests.conftest import small_spec
 
 

@@ -136,7 +136,7 @@ def test_empty_spec(cli, write_spec):
 
 
 def test_debug_shows_the_exception(write_spec):
-    from nano2.cli import main
+    from nano2.app.cli import main
     from nano2.errors import ConfigError
 
     path = write_spec("name: [")

@@ -24,7 +24,7 @@ CHAT = ({"role": "system", "content": "/no_think"}, {"role": "user", "content": 
 def start_server(checkpoint, *extra: str) -> tuple[subprocess.Popen, str]:
     """`nano2 synth serve CKPT --port 0` in a subprocess; returns it and its base URL (from its first line)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from nano2.cli import main; main()", "synth", "serve", str(checkpoint), "--port", "0",
+        [sys.executable, "-m", "nano2.app.cli", "synth", "serve", str(checkpoint), "--port", "0",
          *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

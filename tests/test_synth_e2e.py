@@ -140,7 +140,7 @@ def test_killed_http_run_resumes_without_duplicate_requests(shared_data, tmp_pat
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         cache = tmp_path / "synthetic" / ".cache" / "requests.sqlite"
         run = subprocess.Popen(
-            [sys.executable, "-c", "from nano2.cli import main; main()", "synth", "run", str(path)],
+            [sys.executable, "-c", "from nano2.app.cli import main; main()", "synth", "run", str(path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -263,7 +263,7 @@ def test_run_writes_rows_drops_manifests_and_audit_counts(shared_data, tmp_path,
     assert read_manifest(tmp_path / "decisions" / "synthetic" / "rephrase").kind == "decisions"
     # the audit counts the drops and reads the documents' tokens; the mixtures read token counts from the manifests
     from mixtures.sources import read_source_tokens
-    from nano2.audit import Audit
+    from nano2.app.audit import Audit
 
     db = Audit(tmp_path)
     audited = dict(db.con.execute("SELECT step, count(*) FROM decisions GROUP BY step").fetchall())

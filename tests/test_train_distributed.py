@@ -39,7 +39,7 @@ import sys
 
 import torch.distributed as dist
 
-from nano2.cli import main
+from nano2.app.cli import main
 
 dist.init_process_group("gloo")  # one group for both runs: run_training joins it and leaves it open
 for config, out in zip(sys.argv[1::2], sys.argv[2::2]):

@@ -109,7 +109,7 @@ def test_final_manifest_records_realised_tokens_equal_to_the_plan(setup, full_ru
 
 
 def test_audit_query_compares_plan_and_realised(setup, full_run):
-    from nano2.audit import Audit
+    from nano2.app.audit import Audit
 
     root = setup[0]
     db = Audit(root)

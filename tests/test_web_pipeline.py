@@ -17,7 +17,7 @@ import yaml
 from curation.web.config import WebConfig, load_web_config
 from curation.web.pipeline import run_web
 from curation.web.routing import ARTIFACTS
-from nano2.audit import Audit
+from nano2.app.audit import Audit
 from nano2.contracts.documents import DOCUMENT_SCHEMA
 from nano2.contracts.shards import decisions_dir
 from nano2.manifest import read_manifest

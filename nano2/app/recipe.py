@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from nano2.config import load_yaml_model, read_yaml, validate_model
 from nano2.errors import ConfigError, Nano2Error
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = REPO / "recipes" / "tiny.yaml"
 STATE_DIR = ".recipe"
 
@@ -65,7 +65,7 @@ class StageSpec(BaseModel):
     run: list[str] = Field(min_length=1, description="nano2 arguments, e.g. [train, pretrain, '{config}']")
     launch: list[str] = Field(
         default_factory=list,
-        description="runs `-m nano2.cli ...` instead of this Python, e.g. [torchrun, --nproc_per_node, '8']",
+        description="runs `-m nano2.app.cli ...` instead of this Python, e.g. [torchrun, --nproc_per_node, '8']",
     )
     config: str | None = Field(None, description="config file copied into the run with `overrides` applied")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys -> values, merged into config")
@@ -313,7 +313,7 @@ class Runner:
     def command(self, stage: StageSpec) -> list[str]:
         args = fill_any(stage.run, self.values(stage), f"{stage.name}.run")
         launcher = fill_any(stage.launch, self.values(stage), f"{stage.name}.launch") or [self.python]
-        return [*launcher, "-m", "nano2.cli", *args]
+        return [*launcher, "-m", "nano2.app.cli", *args]
 
     def fingerprint(self, stage: StageSpec) -> str:
         digest = hashlib.sha256()
@@ -544,4 +544,4 @@ def run_command(
     console.print(f"run dir: {runner.run_dir}")
 
 
-COMMAND = run_command  # mounted by nano2/cli.py as `nano2 run`
+COMMAND = run_command  # mounted by nano2/app/cli.py as `nano2 run`

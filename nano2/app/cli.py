@@ -30,8 +30,8 @@ SUB_APPS = [
     ("train", "train.cli"),
     ("compress", "compress.cli"),
     ("eval", "evals.cli"),
-    ("run", "nano2.recipe"),
-    ("report", "nano2.report"),
+    ("run", "nano2.app.recipe"),
+    ("report", "nano2.app.report"),
 ]
 
 
@@ -64,7 +64,7 @@ def audit(
     limit: int = typer.Option(200, "--limit", help="Rows shown in table format (files get every row)."),
 ) -> None:
     """Audit a data root with DuckDB: a summary, a saved query, or your own SQL."""
-    from nano2.audit import Audit, query_title
+    from nano2.app.audit import Audit, query_title
     from nano2.console import make_console
 
     if fmt not in ("table", "csv", "json", "parquet"):
@@ -96,7 +96,7 @@ def audit(
 
 
 def _print_summary(db, saved, console, limit: int) -> None:
-    from nano2.audit import query_title
+    from nano2.app.audit import query_title
 
     console.print(
         f"[bold]audit of {db.root}[/]: {len(db.artifacts)} artifacts, {len(db.orphans)} files without a manifest"

@@ -1,7 +1,7 @@
 """`nano2 report RUN_DIR`: one self-contained HTML page (plots embedded) and a Markdown summary of a recipe run.
 
 Everything shown is read back from the run itself: stage state in `.recipe/`, the manifests and data files through
-the DuckDB audit views (`nano2.audit.Audit`), and the metrics/tables the stages wrote beside their manifests. A
+the DuckDB audit views (`nano2.app.audit.Audit`), and the metrics/tables the stages wrote beside their manifests. A
 section whose artifacts are not in the run says so instead of disappearing, so a partial run still reports what it
 has. Plots are PNG (matplotlib, Agg) written to `<out>/figures/` and embedded in the HTML as data URIs.
 """
@@ -543,7 +543,7 @@ SectionBuilder = Callable[[], Section]
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Write `<out>/report.html` (self-contained) and `<out>/report.md` (+ figures/); return both paths."""
-    from nano2.audit import Audit
+    from nano2.app.audit import Audit
 
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
@@ -590,4 +590,4 @@ def report_command(
     make_console().print(f"wrote {html_path} and {md_path}")
 
 
-COMMAND = report_command  # mounted by nano2/cli.py as `nano2 report`
+COMMAND = report_command  # mounted by nano2/app/cli.py as `nano2 report`
