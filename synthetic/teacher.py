@@ -44,8 +44,9 @@ from synthetic.inputs import iter_documents
 from synthetic.prompting import load_prompt
 from synthetic.records import ChatOutput, chat_row
 from synthetic.tasks.common import Parsed, QAPair, chosen, format_qa_pairs, parse_qa_pairs, token_counter
-from synthetic.tasks.reasoning import gsm8k_gold, gsm8k_trace, reasoning_target, split_reasoning, verify_math
+from synthetic.tasks.reasoning import gsm8k_trace, reasoning_target, split_reasoning, verify_math
 from synthetic.tasks.rephrase import parse_rephrase
+from verify.gsm8k import gsm8k_gold
 
 DEMO_MODEL = "demonstration"
 STAGE = "teacher-data"

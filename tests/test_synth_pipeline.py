@@ -27,8 +27,9 @@ from synthetic.config import DOCUMENT_STAGES, REPHRASE_TASKS, SynthConfig, load_
 from synthetic.records import read_chat_rows, read_documents
 from synthetic.runner import run_synthesis
 from synthetic.tasks.common import format_qa_pairs, token_counter
-from synthetic.tasks.reasoning import gsm8k_gold, split_reasoning, verify_math
+from synthetic.tasks.reasoning import split_reasoning, verify_math
 from synthetic.tasks.rephrase import appended_qa_pairs
+from verify.gsm8k import gsm8k_gold
 
 pytestmark = pytest.mark.realdata
 

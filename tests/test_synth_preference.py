@@ -19,9 +19,9 @@ from synthetic.config import SynthConfig, load_synth_config
 from synthetic.records import read_chat_rows
 from synthetic.runner import run_synthesis
 from synthetic.tasks.common import token_counter
-from synthetic.tasks.reasoning import gsm8k_gold
 from train.dpo import read_preference_examples
 from train.post import parquet_files
+from verify.gsm8k import gsm8k_gold
 
 pytestmark = pytest.mark.realdata
 

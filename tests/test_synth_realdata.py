@@ -11,16 +11,11 @@ import pytest
 
 from synthetic.records import read_chat_rows
 from synthetic.tasks.common import QAPair, format_qa_pairs, parse_qa_pairs, token_counter
-from synthetic.tasks.reasoning import (
-    gsm8k_gold,
-    gsm8k_trace,
-    split_reasoning,
-    verify_code,
-    verify_math,
-)
+from synthetic.tasks.reasoning import gsm8k_trace, split_reasoning, verify_code, verify_math
 from synthetic.tasks.rephrase import parse_rephrase
 from synthetic.tasks.translate import detect_language, parse_translation
 from synthetic.tasks.truncate import cut_at_line_boundary, truncated_sample
+from verify.gsm8k import gsm8k_gold
 from verify.math import stated_answer as final_answer
 
 pytestmark = pytest.mark.realdata

@@ -144,3 +144,16 @@ def test_cli_tokenizes_shared_web_text(cli, shared_data, tmp_path, tiny_tokenize
     eos = load_tokenizer(tiny_tokenizer_dir).token_to_id("</s>")
     assert all(int(np.asarray(s.document(i))[-1]) == eos for s in shards for i in range(s.documents))
     assert "20 documents" in res.out
+
+
+def test_several_data_roots_mirror_each_input_below_its_innermost_root(tmp_path):
+    """Documents under RUN/data and chat rows under RUN/chat land in one token tree."""
+    from train.tokenize import output_location
+
+    run = tmp_path / "run"
+    roots = [run / "data", run]
+    out = run / "data" / "tokens"
+    assert output_location(run / "data" / "curated" / "web", roots, out) == out / "curated" / "web"
+    assert output_location(run / "chat" / "synthetic" / "truncated", roots, out) == out / "chat/synthetic/truncated"
+    with pytest.raises(Nano2Error, match="not under --data-root"):
+        output_location(tmp_path / "elsewhere", roots, out)

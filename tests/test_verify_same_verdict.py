@@ -30,8 +30,9 @@ from evals.scoring import score_answers, scored_answer
 from evals.tasks import Task, load_tasks
 from model.tokenizer import load_tokenizer, render_chat
 from nano2.contracts.chat import THINK_CLOSE, THINK_OPEN, THINK_PREFIX
-from synthetic.tasks.reasoning import gsm8k_gold, gsm8k_trace, split_reasoning, verify_code, verify_math
+from synthetic.tasks.reasoning import gsm8k_trace, split_reasoning, verify_code, verify_math
 from train.rewards import MATH_TASK, MathReward, load_gsm8k
+from verify.gsm8k import gsm8k_gold
 from verify.math import gold_number
 
 pytestmark = pytest.mark.realdata

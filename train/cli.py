@@ -17,8 +17,11 @@ def tokenize_cmd(
     inputs: list[Path] = typer.Argument(..., help="Artifact directories of Parquet/JSONL documents."),
     output: Path = typer.Option(..., "--output", "-o", help="Tokenized data root (mirrors the inputs' layout)."),
     tokenizer: Path = typer.Option(..., "--tokenizer", "-t", help="tokenizer.json or a directory holding one."),
-    data_root: Path = typer.Option(
-        Path("."), "--data-root", "-d", help="Inputs' paths below this root are kept under OUT."
+    data_root: list[Path] = typer.Option(
+        [Path(".")],
+        "--data-root",
+        "-d",
+        help="Inputs' paths below this root are kept under OUT (repeatable: the innermost root holding an input).",
     ),
     field: str = typer.Option("text", "--field", help="Text column; rows with `messages` are rendered as chat."),
     glob: str | None = typer.Option(None, "--glob", help="Only files matching this pattern inside each input."),

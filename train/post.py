@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nano2.config import load_yaml_model, validate_model
 from nano2.contracts.chat import ChatRow, validate_chat_record
-from nano2.contracts.shards import DECISIONS_DIR
 from nano2.errors import ConfigError, Nano2Error
 from nano2.manifest import MANIFEST_NAME, ArtifactKind, InputRef, OutputStats, Stats, input_ref, read_manifest
 
@@ -118,9 +117,7 @@ def parquet_files(paths: Sequence[Path], config_path: str | Path | None, field_n
         where = f"{field_name}[{i}]"
         if path.is_dir():
             found = sorted(
-                p
-                for p in path.rglob("*.parquet")
-                if not any(d == DECISIONS_DIR or d.startswith(".") for d in p.relative_to(path).parts[:-1])
+                p for p in path.rglob("*.parquet") if not any(d.startswith(".") for d in p.relative_to(path).parts[:-1])
             )
             if not found and not (path / "manifest.json").exists():  # an artifact that kept no rows is fine
                 raise ConfigError(config_path, where, f"{path}: no .parquet files in this directory")

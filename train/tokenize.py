@@ -30,7 +30,7 @@ import numpy as np
 
 from model.tokenizer import chat_training_text, load_tokenizer
 from nano2.contracts.megatron import IndexedShardWriter, token_dtype_for_vocab
-from nano2.contracts.shards import DECISIONS_DIR
+from nano2.contracts.tokens import tokenizer_id
 from nano2.errors import Nano2Error
 from nano2.manifest import (
     MANIFEST_NAME,
@@ -47,7 +47,6 @@ from nano2.manifest import (
 DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".ndjson")
 EOS_TOKEN = "</s>"
 ENCODE_BATCH = 512
-SKIPPED_DIRS = (DECISIONS_DIR,)
 
 
 @dataclass
@@ -75,7 +74,7 @@ def document_files(artifact_dir: Path, glob: str | None = None) -> list[Path]:
         if not path.is_file() or not _is_document_file(path):
             continue
         rel_dirs = path.relative_to(artifact_dir).parts[:-1]
-        if any(p.startswith(".") or p in SKIPPED_DIRS for p in rel_dirs):
+        if any(p.startswith(".") for p in rel_dirs):  # drop decisions live beside data, never inside
             continue
         nested = [artifact_dir.joinpath(*rel_dirs[: i + 1]) for i in range(len(rel_dirs))]
         if any((d / MANIFEST_NAME).exists() for d in nested):
@@ -277,7 +276,13 @@ def _write_tokens_manifest(
         command=current_command(),
         config={"text_field": text_field, "glob": glob, "tokenizer": str(tokenizer.file)},
         inputs=[input_ref(report.input_dir), input_ref(tokenizer.file)],
-        stats=OutputStats(documents=report.documents, tokens=report.tokens, bytes=bin_bytes, by=report.by),
+        stats=OutputStats(
+            documents=report.documents,
+            tokens=report.tokens,
+            bytes=bin_bytes,
+            by=report.by,
+            tokenizer=tokenizer_id(tokenizer.file),
+        ),
         extra={
             "format": "megatron-indexed",
             "dtype": np.dtype(tokenizer.dtype).name,
@@ -289,22 +294,30 @@ def _write_tokens_manifest(
     )
 
 
-def output_location(input_dir: Path, data_root: Path, out_root: Path) -> Path:
-    """Where an input's shards go: OUT / (INPUT relative to the data root)."""
-    try:
-        rel = input_dir.resolve().relative_to(data_root.resolve())
-    except ValueError:
+def output_location(input_dir: Path, data_roots: Path | Sequence[Path], out_root: Path) -> Path:
+    """Where an input's shards go: OUT / (INPUT relative to the innermost data root that holds it).
+
+    Several roots let one run tokenize documents (`RUN/data/...`) and chat rows (`RUN/chat/...`, kept out of the
+    document tree) into one token tree: with roots `RUN/data` and `RUN`, `RUN/data/curated/web` -> `OUT/curated/web`
+    and `RUN/chat/synthetic/truncated` -> `OUT/chat/synthetic/truncated`.
+    """
+    roots = [data_roots] if isinstance(data_roots, Path) else list(data_roots)
+    resolved = input_dir.resolve()
+    holding = [root.resolve() for root in roots if resolved.is_relative_to(root.resolve())]
+    if not holding:
+        listed = ", ".join(str(r) for r in roots)
         raise Nano2Error(
-            f"{input_dir}: not under --data-root {data_root}; the output mirrors the input's path relative to it"
-        ) from None
-    return out_root / rel
+            f"{input_dir}: not under --data-root {listed}; the output mirrors the input's path relative to it"
+        )
+    innermost = max(holding, key=lambda root: len(root.parts))
+    return out_root / resolved.relative_to(innermost)
 
 
 def tokenize_inputs(
     inputs: Sequence[Path],
     out_root: Path,
     tokenizer_path: Path,
-    data_root: Path = Path("."),
+    data_root: Path | Sequence[Path] = Path("."),
     text_field: str = "text",
     glob: str | None = None,
     overwrite: bool = False,

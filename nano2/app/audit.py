@@ -379,7 +379,7 @@ class Audit:
             raise Nano2Error(f"query failed: {str(exc).splitlines()[0]}") from None
 
     def saved_queries(self, extra_dirs: list[Path] | None = None) -> dict[str, Path]:
-        """Shipped queries, then the root's `.nano2/app/queries/`, then `extra_dirs`; later ones override by name."""
+        """Shipped queries, then the root's `.nano2/queries/`, then `extra_dirs`; later ones override by name."""
         found: dict[str, Path] = {}
         shipped = resources.files("nano2.app") / "queries"
         dirs: list[Path] = [Path(str(shipped)), self.root / USER_QUERY_DIR, *(extra_dirs or [])]

@@ -7,7 +7,7 @@ Tasks, the prompts they render (`synthetic/prompts/<prompt>.yaml`) and what they
   crawl (rephrase.py);
 - translate (translate): documents, DiverseQA pairs in 15 languages (translate.py);
 - reasoning_sft (reasoning_math, reasoning_code): chat rows, verified traces (reasoning.py; the stage's run function
-  is in reasoning_run.py for now);
+  is in reasoning_run.py, because problems.py builds on reasoning.py);
 - preference (reasoning_math, reasoning_code): preference rows, DPO pairs (preference.py);
 - truncate_traces (no prompt: cuts verified traces): chat rows, budget control (truncate.py);
 - long_context_qa (long_context_qa): documents, chunk QA appended to long documents (long_context.py).

@@ -15,7 +15,8 @@ from synthetic.inputs import SourceDoc
 from synthetic.prompting import load_prompt
 from synthetic.stage import Job, job_sampling
 from synthetic.tasks.common import Parsed
-from synthetic.tasks.reasoning import gsm8k_gold, gsm8k_trace, verify_code, verify_math
+from synthetic.tasks.reasoning import gsm8k_trace, verify_code, verify_math
+from verify.gsm8k import gsm8k_gold
 
 REASONING_TASK = "reasoning_sft"
 

@@ -20,7 +20,6 @@ from nano2.contracts.chat import THINK_CLOSE, THINK_OPEN
 from synthetic.tasks.common import Parsed, chosen, drop, keep
 from verify.code import fenced_code, run_tests
 from verify.gsm8k import FINAL_LINE
-from verify.gsm8k import gsm8k_gold as gsm8k_gold  # re-exported: the pipeline and teacher read it from here
 from verify.math import score_math
 from verify.sandbox import SandboxLimits
 
