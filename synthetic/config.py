@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from curation.web.config import expand_path
 from curation.web.steps import MULTILINGUAL_LANGUAGES
 from nano2.config import load_yaml_model
-from nano2.contracts.shards import DATA_DIR, RUN_STATE_DIR
+from nano2.contracts.shards import CHAT_DIR, run_data_folder
 from synthetic.backends import BackendConfig
 
 HIGH_TASKS = ("diverse_qa", "distill", "extract_knowledge", "knowledge_list")
@@ -293,19 +293,6 @@ class SynthConfig(_Strict):
 
     def enabled_stages(self) -> list[str]:
         return [s for s in STAGES if getattr(self, s).enabled]
-
-
-CHAT_DIR = "chat"
-"""The chat root's folder: `RUN/chat` beside `RUN/data` (documents only) and `RUN/decisions`."""
-
-
-def run_data_folder(path: str | Path) -> Path | None:
-    """The `data` folder of the recipe run that `path` lies in, or None (a run dir holds `.recipe/`, the marker
-    `nano2.contracts.shards.decisions_dir` goes by)."""
-    for ancestor in Path(path).absolute().parents:
-        if ancestor.name == DATA_DIR and (ancestor.parent / RUN_STATE_DIR).is_dir():
-            return ancestor
-    return None
 
 
 # Which root each stage writes to, and its folder there (mixture specs name `synthetic/rephrase`, the SFT and DPO

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nano2.contracts.shards import run_data_folder
 from nano2.errors import Nano2Error
 from nano2.manifest import MANIFEST_NAME, Manifest, content_hash, read_manifest
 from synthetic.backends import Backend, BackendConfig, GenerationRequest, GenerationResponse, make_backend
 from synthetic.cache import RequestCache, request_key
-from synthetic.config import SynthConfig, run_data_folder
+from synthetic.config import SynthConfig
 from synthetic.stage import Job, RequestStats, StageContext
 from synthetic.tasks.long_context import run_long_context
 from synthetic.tasks.preference import run_preference

@@ -102,11 +102,11 @@ def build_root(root: Path, cli) -> Path:
     code = [(f"c{i}", 4000) for i in range(10)]
     _write_jsonl(root / "curated" / "code" / "00000.jsonl", code)
     reasoning = [(f"s{i}", 2000) for i in range(10)]
-    _write_chat(root / "synthetic" / "reasoning" / shard_name(0), reasoning)
+    _write_chat(root / "chat" / "synthetic" / "reasoning" / shard_name(0), reasoning)
     for rel, docs, kind in (
         ("synthetic/rephrase", rephrase, "documents"),
         ("curated/code", code, "documents"),
-        ("synthetic/reasoning", reasoning, "chat"),
+        ("chat/synthetic/reasoning", reasoning, "chat"),
     ):
         write_manifest(
             root / rel,

@@ -30,7 +30,7 @@ def make_tiny_root(root):
     )
     make_artifact(root, "synthetic/rephrase", tokens=150_000)
     make_artifact(root, "curated/code", tokens=120_000)
-    make_artifact(root, "synthetic/reasoning", tokens=60_000)
+    make_artifact(root, "chat/synthetic/reasoning", tokens=60_000)
 
 
 def test_tiny_spec_reads_manifests(tmp_path):

@@ -34,11 +34,11 @@ def tiny_root(tmp_path_factory, tiny_tokenizer_dir):
         "curated/web/subset=high": ("mixtures", ".py", 8),
         "curated/code": ("model", ".py", 8),
         "synthetic/rephrase": ("curation", ".py", 8),
-        "synthetic/reasoning": ("tests", ".py", 4),
+        "chat/synthetic/reasoning": ("tests", ".py", 4),
     }
     for path, (package, suffix, limit) in layout.items():
         write_jsonl(corpus / path / "part-0.jsonl", repo_documents(package, suffix, limit))
-    inputs = [corpus / p for p in ("curated/web", "curated/code", "synthetic/rephrase", "synthetic/reasoning")]
+    inputs = [corpus / p for p in ("curated/web", "curated/code", "synthetic/rephrase", "chat/synthetic/reasoning")]
     tokens = corpus.parent / f"{corpus.name}-tokens"
     tokenize_inputs(inputs, tokens, tiny_tokenizer_dir, data_root=corpus, show_progress=False)
     return tokens

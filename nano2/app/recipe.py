@@ -35,21 +35,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nano2.config import load_yaml_model, read_yaml, validate_model
+from nano2.contracts.shards import RUN_STATE_DIR
 from nano2.errors import ConfigError, Nano2Error
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = REPO / "recipes" / "tiny.yaml"
-STATE_DIR = ".recipe"
+STATE_DIR = RUN_STATE_DIR
 
-# The packages whose source a `nano2 <command>` runs: their code is part of a stage's fingerprint.
+# The packages (and the ground floor's contracts) whose source a `nano2 <command>` runs: their code is part of a
+# stage's fingerprint.
 COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {
-    "curate": ("curation",),
-    "synth": ("synthetic", "model"),
-    "mix": ("mixtures",),
-    "model": ("model",),
-    "train": ("train", "model", "mixtures"),
-    "compress": ("compress", "train", "model", "mixtures"),
-    "eval": ("evals", "model", "synthetic"),
+    "curate": ("curation", "nano2/contracts"),
+    "synth": ("synthetic", "model", "verify", "nano2/contracts"),
+    "mix": ("mixtures", "nano2/contracts"),
+    "model": ("model", "nano2/contracts"),
+    "train": ("train", "model", "mixtures", "verify", "nano2/contracts"),
+    "compress": ("compress", "train", "model", "mixtures", "verify", "nano2/contracts"),
+    "eval": ("evals", "model", "synthetic", "verify", "nano2/contracts"),
     "report": ("nano2",),
     "audit": ("nano2",),
 }

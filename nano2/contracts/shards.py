@@ -21,6 +21,8 @@ from nano2.contracts.documents import SUBSET_KEY
 DATA_DIR, DECISIONS_DIR = "data", "decisions"
 RUN_STATE_DIR = ".recipe"
 """The recipe runner's state folder: its presence marks a run dir."""
+CHAT_DIR = "chat"
+"""A run's chat root: `RUN/chat` (chat and preference rows) beside `RUN/data` (documents only) and `RUN/decisions`."""
 DECISIONS_SUFFIX = ".decisions"
 SHARD_SUFFIX = ".parquet"
 SHARD_TEMPLATE = "${rank}.parquet"
@@ -50,12 +52,20 @@ def subset_dir(artifact_dir: str | Path, value: str) -> Path:
     return Path(artifact_dir) / f"{SUBSET_KEY}={value}"
 
 
+def run_data_folder(path: str | Path) -> Path | None:
+    """The `data` folder of the recipe run that `path` lies in, or None (a run dir holds `RUN_STATE_DIR`)."""
+    for ancestor in Path(path).absolute().parents:
+        if ancestor.name == DATA_DIR and (ancestor.parent / RUN_STATE_DIR).is_dir():
+            return ancestor
+    return None
+
+
 def decisions_dir(artifact_dir: str | Path) -> Path:
     """Where the drop decisions of the artifact written at `artifact_dir` go (see the module docstring)."""
     path = Path(artifact_dir).absolute()
-    for ancestor in path.parents:
-        if ancestor.name == DATA_DIR and (ancestor.parent / RUN_STATE_DIR).is_dir():
-            return ancestor.parent / DECISIONS_DIR / path.relative_to(ancestor)
+    data = run_data_folder(path)
+    if data is not None:
+        return data.parent / DECISIONS_DIR / path.relative_to(data)
     return path.with_name(path.name + DECISIONS_SUFFIX)
 
 

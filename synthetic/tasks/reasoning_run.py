@@ -2,9 +2,9 @@
 
 It lives beside `reasoning.py` (the task's parsers and its use of `verify/`) rather than in it because the
 problem helpers shared by reasoning, preference and truncate (`tasks/problems.py`) build on those parsers: one
-module holding both would import `problems.py` while `problems.py` imports it. A hashed `empty_trace_share` of the verified samples become reasoning-off rows
-(the answer alone, `/no_think`), the rest reasoning-on rows (`<think>\\ntrace\\n</think>\\nanswer`); both go to
-`<chat_dir>/reasoning/subset=reasoning_sft`.
+module holding both would import `problems.py` while `problems.py` imports it. A hashed `empty_trace_share` of
+the verified samples become reasoning-off rows (the answer alone, `/no_think`), the rest reasoning-on rows
+(`<think>\\ntrace\\n</think>\\nanswer`); both go to `<chat_dir>/reasoning/subset=reasoning_sft`.
 """
 
 from __future__ import annotations
