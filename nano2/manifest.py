@@ -17,9 +17,9 @@ import subprocess
 from enum import StrEnum
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nano2.errors import ConfigError, MissingManifestError
 
@@ -99,6 +99,35 @@ class FileEntry(BaseModel):
     sha256: str | None = None
 
 
+class TokenizerInfo(BaseModel):
+    """The training tokenizer a token artifact was made with (checked against the model before training)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    sha256: str
+    vocab_size: int
+    eos_id: int
+
+
+class TokensExtra(BaseModel):
+    """`extra` of a `tokens` manifest: the shard format and the tokenizer behind its counts."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["megatron-indexed"] = "megatron-indexed"
+    dtype: str | None = None
+    tokenizer: TokenizerInfo | None = None
+    files: int = 0
+    chat_rows: int = 0
+    dropped: dict[str, int] = Field(default_factory=dict)
+
+
+# Kinds whose `extra` has a schema: validated when written and when read, so a reader gets typed fields and a
+# producer's typo is an error, not a silently missing key. Other kinds keep a free-form `extra` for now.
+KIND_EXTRAS: dict[ArtifactKind, type[BaseModel]] = {
+    ArtifactKind.TOKENS: TokensExtra,
+}
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     schema_version: int = SCHEMA_VERSION
@@ -112,6 +141,18 @@ class Manifest(BaseModel):
     stats: OutputStats = Field(default_factory=OutputStats)
     files: list[FileEntry] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _typed_extra(self) -> Manifest:
+        model = KIND_EXTRAS.get(self.kind)
+        if model is not None:
+            model.model_validate(self.extra)
+        return self
+
+    def typed_extra(self) -> BaseModel | None:
+        """`extra` as its kind's model (`KIND_EXTRAS`), or None for a kind without one."""
+        model = KIND_EXTRAS.get(self.kind)
+        return None if model is None else model.model_validate(self.extra)
 
 
 def canonical_json(value: Any) -> str:

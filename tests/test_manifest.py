@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from nano2.errors import ConfigError, MissingManifestError
 from nano2.manifest import (
@@ -93,3 +94,15 @@ def test_bad_manifests_are_clear_errors(tmp_path):
     (tmp_path / "manifest.json").write_text('{"kind": "x"}')
     with pytest.raises(ConfigError, match="required"):
         read_manifest(tmp_path)
+
+
+def test_a_kind_with_an_extras_schema_is_validated_on_write_and_read(tmp_path):
+    """`tokens` manifests carry typed extras: a misspelt key is an error, and readers get typed fields."""
+    good = {"format": "megatron-indexed", "dtype": "uint16", "files": 1,
+            "tokenizer": {"path": "t.json", "sha256": "ab", "vocab_size": 4096, "eos_id": 2}}  # fmt: skip
+    written = write_manifest(tmp_path / "ok", kind="tokens", name="ok", command="t", extra=good)
+    typed = read_manifest(tmp_path / "ok").typed_extra()
+    assert typed.tokenizer.vocab_size == 4096 and written.kind == "tokens"
+    with pytest.raises(ValidationError, match="vocab_sise"):
+        write_manifest(tmp_path / "bad", kind="tokens", name="bad", command="t", extra={"vocab_sise": 3})
+    assert write_manifest(tmp_path / "free", kind="plan", name="p", command="t", extra={"any": 1}).typed_extra() is None

@@ -13,7 +13,7 @@ import torch
 
 from mixtures.plan import Plan, read_plan
 from nano2.errors import ConfigError, Nano2Error
-from nano2.manifest import InputRef, find_manifest, input_ref
+from nano2.manifest import InputRef, TokensExtra, find_manifest, input_ref
 from train.config import TrainConfig
 
 
@@ -94,16 +94,19 @@ def check_tokenizer(
         tok_hash = hash_file(tok_file)
     for name, directory in source_dirs.items():
         found = find_manifest(directory)
-        info = (found[1].extra.get("tokenizer") if found else None) or {}
-        if info.get("vocab_size") and info["vocab_size"] > vocab_size:
+        extra = found[1].typed_extra() if found else None
+        info = extra.tokenizer if isinstance(extra, TokensExtra) else None
+        if info is None:
+            continue
+        if info.vocab_size > vocab_size:
             raise ConfigError(
                 config_path,
                 "data",
-                f"source {name!r} was tokenized with {info['vocab_size']:,} ids; the model's vocab is {vocab_size:,}",
+                f"source {name!r} was tokenized with {info.vocab_size:,} ids; the model's vocab is {vocab_size:,}",
             )
-        if tok_hash and info.get("sha256") and info["sha256"] != tok_hash:
+        if tok_hash and info.sha256 != tok_hash:
             raise ConfigError(
-                config_path, "tokenizer", f"source {name!r} was tokenized with another tokenizer ({info['path']})"
+                config_path, "tokenizer", f"source {name!r} was tokenized with another tokenizer ({info.path})"
             )
 
 
