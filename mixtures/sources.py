@@ -1,7 +1,7 @@
 """Resolve the available tokens of each source: declared in the spec, or read from a manifest at its path.
 
 A path names an artifact directory (its manifest's total `tokens`) or a hive-style partition inside one,
-e.g. `web/level=high`, whose count is the manifest's `stats.by.level.high.tokens`. Paths are relative to the
+e.g. `web/subset=high`, whose count is the manifest's `stats.by.subset.high.tokens`. Paths are relative to the
 data root (`--data-root`, default the current directory).
 """
 

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from nano2.console import make_console
+from nano2.contracts.chat import THINK_OPEN
 from nano2.errors import Nano2Error
 
 app = typer.Typer(
@@ -162,7 +163,7 @@ def generate_cmd(
         decoder = FastDecoder(model, max_batch=1, max_len=len(ids) + max_new_tokens + 8)
     else:
         decoder = HFDecoder(model)
-    rule = make_budget(tok, budget, grace, thinking=text.rstrip().endswith("<think>")) if budget is not None else None
+    rule = make_budget(tok, budget, grace, thinking=text.rstrip().endswith(THINK_OPEN)) if budget is not None else None
     eos = tok.token_to_id("</s>")
     params = SamplingParams(max_new_tokens, temperature, top_p, seed, stop_token_ids=(eos,) if eos is not None else ())
     result = generate(decoder, ids, params, tokenizer=tok, budget=rule)

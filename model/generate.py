@@ -18,9 +18,8 @@ from typing import Protocol
 
 import torch
 
+from nano2.contracts.chat import THINK_CLOSE, THINK_OPEN
 from nano2.errors import Nano2Error
-
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
 class Decoder(Protocol):

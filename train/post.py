@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.tokenizer import TURN_END
 from nano2.config import load_yaml_model, validate_model
 from nano2.contracts.chat import ChatRow, validate_chat_record
 from nano2.errors import ConfigError, Nano2Error
@@ -200,7 +201,7 @@ def load_policy(checkpoint: Path, dtype: str) -> tuple[Any, Any, Any]:
     model.config._name_or_path = str(checkpoint)
     tokenizer = load_tokenizer(checkpoint)
     hf_tokenizer = to_hf_tokenizer(tokenizer)
-    turn_end = tokenizer.token_to_id("<SPECIAL_12>")
+    turn_end = tokenizer.token_to_id(TURN_END)
     model.generation_config.eos_token_id = [hf_tokenizer.eos_token_id, turn_end]
     model.generation_config.pad_token_id = hf_tokenizer.pad_token_id
     return model, tokenizer, hf_tokenizer

@@ -29,13 +29,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model.tokenizer import EOS, TURN_END
 from nano2.contracts.chat import THINK_PREFIX
 from nano2.errors import Nano2Error
 from verify.gsm8k import require_gsm8k_gold
 from verify.math import score_math
 from verify.visible import visible_answer
 
-TURN_END_MARKERS = ("<SPECIAL_12>", "</s>")
+TURN_END_MARKERS = (TURN_END, EOS)  # where a generated turn ends: the template's end of turn, or EOS
 MATH_TASK, INSTRUCTION_TASK = "math", "instruction_following"
 
 # --------------------------------------------------------------------------------------------------- answers

@@ -2,7 +2,7 @@
 
 Each INPUT is an artifact directory of Parquet/JSONL documents (curated/ or synthetic/ output). Its shards land at
 the same place under OUT relative to `--data-root`, key=value partitions included, so a mixture spec written against
-the curated data root (`curated/web/level=medium`) resolves unchanged against the tokenized one: the manifest's
+the curated data root (`curated/web/subset=medium`) resolves unchanged against the tokenized one: the manifest's
 `stats.by` carries the token count of every partition, which is what `mixtures.sources.read_source_tokens` reads.
 
 Rows become text by one rule:
