@@ -16,7 +16,7 @@ from pathlib import Path
 from mixtures.plan import Plan
 from mixtures.sources import resolve_source_path
 from mixtures.spec import MixtureSpec
-from nano2.contracts.megatron import read_index_tokens
+from nano2.contracts.megatron import find_shards
 
 DEFAULT_PREFIX_TEMPLATE = "{source}/{source}_text_document"
 
@@ -28,12 +28,9 @@ class MegatronShard:
 
 
 def find_megatron_shards(directory: Path) -> list[MegatronShard]:
-    """All .idx/.bin pairs under a source directory, sorted by path."""
-    shards = []
-    for idx in sorted(directory.rglob("*.idx")):
-        if idx.with_suffix(".bin").exists():
-            shards.append(MegatronShard(prefix=str(idx.with_suffix("")), tokens=read_index_tokens(idx)))
-    return shards
+    """All .idx/.bin pairs under a source directory, sorted by path: the contract's `find_shards` (one finder, so
+    an .idx without its .bin is the same clear error here as in training), as Megatron data-path entries."""
+    return [MegatronShard(prefix=str(shard.prefix), tokens=shard.tokens) for shard in find_shards(directory)]
 
 
 def _share_text(share: Fraction) -> str:
