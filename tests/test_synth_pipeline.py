@@ -172,7 +172,7 @@ def _files(directory: Path) -> dict[str, str]:
 
 
 def decision_dirs(run_dir: Path) -> list[Path]:
-    """Every decisions artifact of a run: RUN/decisions/... for documents, `<stage>.decisions` for chat rows."""
+    """Every decisions artifact of a run: RUN/decisions/... for documents, RUN/decisions/chat/... for chat rows."""
     return sorted(p.parent for p in run_dir.rglob("manifest.json") if read_manifest(p.parent).kind == "decisions")
 
 
@@ -258,9 +258,10 @@ def test_run_writes_rows_drops_manifests_and_audit_counts(shared_data, tmp_path,
         source = curated[r["metadata"]["parent_id"]]["text"].rstrip()
         assert r["text"].startswith(source) and r["text"][len(source) :].startswith("\n\nQuestion: ")
         assert r["metadata"]["task"] == "long_context_qa"
-    # drops live beside the data: RUN/decisions for documents in RUN/data, a sibling folder for chat rows
+    # drops live beside the data: RUN/decisions for documents in RUN/data, RUN/decisions/chat for chat rows
     assert (tmp_path / "decisions" / "synthetic" / "rephrase" / "routing" / shard_name(0)).is_file()
-    assert (cfg.chat_root / "reasoning.decisions" / "reasoning_sft" / shard_name(0)).is_file()
+    chat_decisions = tmp_path / "decisions" / "chat" / cfg.chat_root.relative_to(tmp_path / "chat") / "reasoning"
+    assert (chat_decisions / "reasoning_sft" / shard_name(0)).is_file()
     assert read_manifest(tmp_path / "decisions" / "synthetic" / "rephrase").kind == "decisions"
     # the audit counts the drops and reads the documents' tokens; the mixtures read token counts from the manifests
     from mixtures.sources import read_source_tokens

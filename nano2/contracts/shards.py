@@ -6,8 +6,10 @@ Shards: `<artifact>/[subset=<value>/]<rank:05d>.parquet`, written by any stage (
 Decisions (one row per dropped document, `DECISIONS_SCHEMA`) never live inside a document folder, so a glob over
 documents never meets a file of another schema: an artifact inside a run's `data` folder (a run dir is marked by
 the recipe runner's `.recipe/` state folder) keeps its decisions at the same relative path below the run's
-`decisions` folder (`RUN/data/curated/web` -> `RUN/decisions/curated/web`); an artifact anywhere else keeps them in
-the sibling folder `<name>.decisions`. The marker keeps a user's own `/data/...` mount from being rewritten.
+`decisions` folder (`RUN/data/curated/web` -> `RUN/decisions/curated/web`), an artifact in the run's chat root below
+`decisions/chat` (`RUN/chat/synthetic/reasoning` -> `RUN/decisions/chat/synthetic/reasoning`), so every drop of a
+run is under `RUN/decisions`; an artifact anywhere else keeps them in the sibling folder `<name>.decisions`. The
+marker keeps a user's own `/data/...` mount from being rewritten.
 """
 
 from __future__ import annotations
@@ -54,8 +56,13 @@ def subset_dir(artifact_dir: str | Path, value: str) -> Path:
 
 def run_data_folder(path: str | Path) -> Path | None:
     """The `data` folder of the recipe run that `path` lies in, or None (a run dir holds `RUN_STATE_DIR`)."""
+    return _run_folder(path, DATA_DIR)
+
+
+def _run_folder(path: str | Path, name: str) -> Path | None:
+    """The folder called `name` directly inside the recipe run dir that `path` lies in, or None."""
     for ancestor in Path(path).absolute().parents:
-        if ancestor.name == DATA_DIR and (ancestor.parent / RUN_STATE_DIR).is_dir():
+        if ancestor.name == name and (ancestor.parent / RUN_STATE_DIR).is_dir():
             return ancestor
     return None
 
@@ -66,6 +73,9 @@ def decisions_dir(artifact_dir: str | Path) -> Path:
     data = run_data_folder(path)
     if data is not None:
         return data.parent / DECISIONS_DIR / path.relative_to(data)
+    chat = _run_folder(path, CHAT_DIR)
+    if chat is not None:
+        return chat.parent / DECISIONS_DIR / CHAT_DIR / path.relative_to(chat)
     return path.with_name(path.name + DECISIONS_SUFFIX)
 
 
