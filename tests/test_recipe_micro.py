@@ -34,6 +34,12 @@ def test_micro_recipe_runs_every_stage(micro_run):
     assert summary["failed"] is None and summary["wall_seconds"] > 0
     child = json.loads((runner.run_dir / "compress" / "child" / "manifest.json").read_text())
     assert child["kind"] == "checkpoint"
+    # the child's evaluations read the distilled weights, not the pruned checkpoint written before distillation
+    distilled = (runner.run_dir / "compress" / "distill").resolve()
+    for evaluation in ("child", "budget", "throughput"):
+        manifest = json.loads((runner.run_dir / "evals" / evaluation / "manifest.json").read_text())
+        models = {Path(i["path"]).resolve() for i in manifest["inputs"]}
+        assert distilled in models and (runner.run_dir / "compress" / "child").resolve() not in models, evaluation
     for run in ("parent", "child"):
         summary = json.loads(next((runner.run_dir / "evals" / run).rglob("summary.json")).read_text())
         assert {b["name"] for b in summary["benchmarks"]} >= {"gsm8k", "humaneval", "ifeval"} or summary["benchmarks"]
