@@ -7,6 +7,7 @@ and what share of its sequences each source gets. `compile_plan` turns it into e
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,10 +22,12 @@ WEIGHT_TOLERANCE = 1e-9
 class SourceSpec(BaseModel):
     """One data source: exactly one of `path` (tokens from the manifest there) or `tokens` (declared)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no coercion: "0.55" or true is not a weight
     path: str | None = Field(default=None, description="artifact directory (or key=value partition of one)")
     tokens: TokenCount | None = Field(default=None, description="declared token count when no data is local")
-    max_epochs: float = Field(default=1.0, gt=0, description="how many times the source may be read in total")
+    max_epochs: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False, description="how many times the source may be read in total"
+    )
     optional: bool = Field(
         default=False,
         description="small runs: with no tokens (or no artifact) at `path` the source is left out of every phase and "
@@ -39,14 +42,17 @@ class SourceSpec(BaseModel):
 
 
 class PhaseSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no coercion: "0.55" or true is not a weight
     name: str = Field(min_length=1)
-    until: float = Field(gt=0, le=1, description="fraction of training at which this phase ends")
+    until: float = Field(gt=0, le=1, allow_inf_nan=False, description="fraction of training at which this phase ends")
     weights: dict[str, float] = Field(min_length=1, description="share of the phase's sequences per source")
 
     @field_validator("weights")
     @classmethod
     def _weights_are_a_distribution(cls, weights: dict[str, float]) -> dict[str, float]:
+        not_finite = [k for k, v in weights.items() if not math.isfinite(v)]
+        if not_finite:
+            raise ValueError(f"weights must be finite numbers; {', '.join(not_finite)} is not")
         negative = [k for k, v in weights.items() if v < 0]
         if negative:
             raise ValueError(f"weights must be >= 0; negative for {', '.join(negative)}")
@@ -57,7 +63,7 @@ class PhaseSpec(BaseModel):
 
 
 class MixtureSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no coercion: "0.55" or true is not a weight
     name: str = Field(min_length=1)
     seq_len: int = Field(gt=0)
     global_batch_size: int = Field(gt=0, description="sequences per optimizer step")

@@ -157,3 +157,25 @@ def test_usage_error_exit_code(cli):
     result = cli("mix", "plan")
     assert result.code == 2
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "needle"),
+    [
+        ("weight", float("nan"), "finite"),
+        ("weight", "0.55", "phases[0].weights"),
+        ("weight", True, "phases[0].weights"),
+        ("seq_len", "4096", "seq_len"),
+    ],
+)
+def test_no_coercion_and_no_nan(cli, write_spec, where, value, needle):
+    """A weight of NaN, a weight or length written as a string, or `true` as a weight: one clear error naming the
+    file and field, never a silent conversion or a TypeError later."""
+    spec = small_spec()
+    if where == "weight":
+        first = next(iter(spec["phases"][0]["weights"]))
+        spec["phases"][0]["weights"][first] = value
+    else:
+        spec[where] = value
+    path = write_spec(spec)
+    _assert_one_line_error(cli("mix", "validate", path), str(path), needle)
