@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import typer
 
+from nano2.code_record import start_recording
 from nano2.errors import Nano2Error
 
 app = typer.Typer(
@@ -40,8 +41,12 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
     """Nemotron Nano 2 recipe."""
 
 
-def _mount_sub_apps() -> None:
-    for name, module in SUB_APPS:
+def _mount_sub_apps(args: list[str] | None = None) -> None:
+    """Mount the sub-app the command line names (only its code is imported, so only its code is recorded as what
+    the command ran), or every sub-app when none is named (`nano2 --help`)."""
+    named = next((a for a in args or [] if not a.startswith("-")), None)
+    wanted = [(n, m) for n, m in SUB_APPS if n == named] or SUB_APPS
+    for name, module in wanted:
         if importlib.util.find_spec(module) is not None:
             loaded = importlib.import_module(module)
             sub = getattr(loaded, "app", None)
@@ -165,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every failure into `error: ...` and exit code 2 (unless --debug)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    _mount_sub_apps()
+    start_recording()  # the recipe runner's fingerprints hash the code this process really runs
+    _mount_sub_apps(args)
     try:
         app(args=args, prog_name="nano2", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -6,25 +6,40 @@ runner copies into the run with `overrides` applied (dotted keys), so one recipe
 from the package defaults.
 
 Why fingerprints: a stage is skipped when its fingerprint matches the one recorded after its last successful run
-and its outputs still exist. The fingerprint hashes the stage as declared, its resolved config, the content of
-the files it `watches`, the code of the packages its command runs, and the fingerprints of the stages it comes
-`after`. So editing a mixture weight changes only the plan stage's config, and only the plan and what depends on
-it run again; curation and synthesis are reused.
+and its outputs check out (every manifest under them parses and lists files that exist with the recorded sizes;
+content hashes too with `--verify`). The fingerprint hashes the stage as declared, its resolved config, the
+content of the files it `watches`, the code its last run really ran (every repository file it imported or opened
+and the versions of the distributions it imported, recorded by the stage's own processes: nano2.code_record), and
+the fingerprints of the stages it comes `after`. So editing a mixture weight changes only the plan stage's config,
+and only the plan and what depends on it run again; editing `nano2/units.py` re-runs every stage that imported it.
+
+Interrupted is not failed: a stage whose runner was killed reads `interrupted`; a `resumable` stage keeps its
+outputs and its command continues from them (training from its last checkpoint, synthesis from its request
+cache, curation from datatrove's completions), any other is cleaned and run again. One runner per run dir (an
+OS lock); stages run `-j` at a time in dependency order (`after`), each in its own process group that dies with
+the runner.
 
 State lives in `<run_dir>/.recipe/` (a dot folder, so `nano2 audit` does not read it as data): one JSON file per
-stage (fingerprint, status, seconds, command, log) and one log file per stage.
+stage (fingerprint, status, seconds, command, log, output inventory), one log file per stage, the code records,
+the lock, and `finals.json` (the outputs the recipe declares final).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,27 +49,20 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nano2.app.cli import SUB_APPS
+from nano2.code_record import RECORD_ENV, read_records
 from nano2.config import load_yaml_model, read_yaml, validate_model
 from nano2.contracts.shards import RUN_STATE_DIR
 from nano2.errors import ConfigError, Nano2Error
+from nano2.manifest import MANIFEST_NAME, hash_file, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = REPO / "recipes" / "tiny.yaml"
 STATE_DIR = RUN_STATE_DIR
 
-# The packages (and the ground floor's contracts) whose source a `nano2 <command>` runs: their code is part of a
-# stage's fingerprint.
-COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {
-    "curate": ("curation", "nano2/contracts"),
-    "synth": ("synthetic", "model", "verify", "nano2/contracts"),
-    "mix": ("mixtures", "nano2/contracts"),
-    "model": ("model", "nano2/contracts"),
-    "train": ("train", "model", "mixtures", "verify", "nano2/contracts"),
-    "compress": ("compress", "train", "model", "mixtures", "verify", "nano2/contracts"),
-    "eval": ("evals", "model", "synthetic", "verify", "nano2/contracts"),
-    "report": ("nano2",),
-    "audit": ("nano2",),
-}
+# The `nano2` commands a stage may run. Which code each one runs is not listed here: it is recorded when the stage
+# runs (nano2.code_record) and hashed into the stage's fingerprint.
+COMMANDS: tuple[str, ...] = (*(name for name, _ in SUB_APPS), "audit")
 
 
 class StageSpec(BaseModel):
@@ -77,12 +85,18 @@ class StageSpec(BaseModel):
     requires: list[str] = Field(
         default_factory=list, description="paths that must exist; when one is missing the stage is skipped with a note"
     )
+    resumable: bool = Field(
+        False,
+        description="its command continues from what its outputs already hold (training checkpoints, a request "
+        "cache, datatrove completions): an interrupted run keeps them instead of starting over",
+    )
+    final: bool = Field(False, description="its outputs are the run's final artifacts (lineage roots in the audit)")
 
     @field_validator("run")
     @classmethod
     def _known_command(cls, run: list[str]) -> list[str]:
-        if run[0] not in COMMAND_PACKAGES:
-            raise ValueError(f"unknown nano2 command {run[0]!r}; expected one of {', '.join(COMMAND_PACKAGES)}")
+        if run[0] not in COMMANDS:
+            raise ValueError(f"unknown nano2 command {run[0]!r}; expected one of {', '.join(COMMANDS)}")
         return run
 
 
@@ -235,38 +249,172 @@ def _hash_path(path: Path, digest: hashlib._Hash) -> None:
             digest.update(hashlib.sha256(f.read_bytes()).digest())
 
 
-def package_code_hash(packages: tuple[str, ...]) -> str:
+def recorded_code_hash(record_dir: Path) -> dict[str, Any]:
+    """Hash of the repository files and the distribution versions a stage's last successful run recorded; a stage
+    that never finished has no record (and runs anyway)."""
+    files, distributions = read_records(record_dir)
+    if not files:
+        return {"recorded": False}
     digest = hashlib.sha256()
-    for package in packages:
-        root = REPO / package
-        for f in sorted(root.rglob("*")):
-            if f.is_file() and f.suffix in (".py", ".yaml", ".sql", ".txt", ".json") and "__pycache__" not in f.parts:
-                digest.update(str(f.relative_to(REPO)).encode())
-                digest.update(hashlib.sha256(f.read_bytes()).digest())
-    return digest.hexdigest()
+    for rel in files:
+        path = REPO / rel
+        digest.update(rel.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
+    return {"files": len(files), "hash": digest.hexdigest(), "distributions": distributions}
+
+
+# --------------------------------------------------------------------------------------------------- outputs
+
+
+def output_inventory(outputs: list[Path]) -> dict[str, list[str]]:
+    """For each output, the manifests under it (relative paths): what a cache check verifies later."""
+    inventory: dict[str, list[str]] = {}
+    for path in outputs:
+        found = sorted(p.relative_to(path).as_posix() for p in path.rglob(MANIFEST_NAME)) if path.is_dir() else []
+        inventory[str(path)] = found
+    return inventory
+
+
+def output_problem(outputs: list[Path], inventory: dict[str, list[str]] | None, verify: bool = False) -> str | None:
+    """Why a finished stage's outputs cannot be trusted (a missing path, a manifest that does not parse, a listed
+    file missing or of another size; with `verify`, another content hash), or None."""
+    for path in outputs:
+        if not path.exists():
+            return f"{path} is missing"
+    for out, manifests in (inventory or {}).items():
+        for rel in manifests:
+            where = Path(out) / rel
+            try:
+                manifest = read_manifest(where)
+            except (Nano2Error, OSError) as exc:
+                return f"{where}: {exc}"
+            for entry in manifest.files:
+                file = where.parent / entry.path
+                if not file.is_file():
+                    return f"{file} is listed in {where} but missing"
+                if file.stat().st_size != entry.bytes:
+                    return f"{file} has {file.stat().st_size} bytes, {where} records {entry.bytes}"
+                if verify and entry.sha256 is not None and hash_file(file) != entry.sha256:
+                    return f"{file} content differs from the sha256 {where} records"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------- lock
+
+
+class RunLock:
+    """One `nano2 run` per run dir: an exclusive OS lock (flock) on `.recipe/lock`, released when the process
+    ends however it ends, so a killed runner never leaves a stale lock behind."""
+
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / "lock"
+        self._fd: int | None = None
+
+    def holder(self) -> int | None:
+        """The pid holding the lock, or None when it is free."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = self.path.read_text().strip()
+            return int(text) if text.isdigit() else -1
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            text = self.path.read_text().strip()
+            run_dir = self.path.parent.parent
+            raise Nano2Error(f"{run_dir} is in use by another `nano2 run` (pid {text or 'unknown'})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _libc_prctl()  # resolved here, in the parent: the forked child only calls it
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_runner() -> None:
+    """In a stage's process, before exec: the kernel kills it when the runner's thread that started it dies (a
+    killed runner leaves no stage running; its pool workers are in the stage's process group, killed next run)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _kill_group(pgid: int | None) -> None:
+    """Kill the process group a stage ran in, if it is still a `nano2` stage (never a reused pid's group)."""
+    if not pgid:
+        return
+    try:
+        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
+    except OSError:
+        cmdline = b""
+    if b"nano2" not in cmdline:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------------------------------- runner
+
+INTERRUPTED_STATES = ("running", "interrupted")
 
 
 @dataclass
 class StageResult:
     name: str
-    status: str  # "ran", "skipped", "failed", "missing-input", "not-selected"
+    status: str  # "ran", "skipped", "failed", "missing-input", "not-selected", "interrupted"
     seconds: float = 0.0
     note: str = ""
 
 
 class Runner:
-    """Runs a recipe's stages in order with caching; `run()` returns one result per stage."""
+    """Runs a recipe's stages with caching, `jobs` at a time in dependency order; `run()` returns one result per
+    stage, in recipe order."""
 
-    def __init__(self, recipe: Recipe, recipe_path: Path, run_dir: Path | None = None, python: str | None = None):
+    def __init__(
+        self,
+        recipe: Recipe,
+        recipe_path: Path,
+        run_dir: Path | None = None,
+        python: str | None = None,
+        verify: bool = False,
+    ):
         self.recipe = recipe
         self.recipe_path = recipe_path
         self.run_dir = (run_dir or Path(fill(recipe.run_dir, self._base_values(), "run_dir"))).resolve()
         self.state_dir = self.run_dir / STATE_DIR
         self.python = python or sys.executable
+        self.verify = verify
         self.fingerprints: dict[str, str] = {}
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
 
     def _base_values(self) -> dict[str, str]:
         return {"repo": str(REPO), "shared_data": str(shared_data_dir()), **self.recipe.variables}
@@ -287,6 +435,9 @@ class Runner:
 
     def log_path(self, stage: StageSpec) -> Path:
         return self.state_dir / "logs" / f"{stage.name}.log"
+
+    def code_record_dir(self, stage: StageSpec, running: bool = False) -> Path:
+        return self.state_dir / "code" / (f"{stage.name}.running" if running else stage.name)
 
     def read_state(self, stage: StageSpec) -> dict[str, Any] | None:
         path = self.state_path(stage)
@@ -318,14 +469,16 @@ class Runner:
         return [*launcher, "-m", "nano2.app.cli", *args]
 
     def fingerprint(self, stage: StageSpec) -> str:
+        """The stage as declared, its resolved config, its watched inputs, the code its last run really ran
+        (nano2.code_record) and the fingerprints of the stages it comes after."""
         digest = hashlib.sha256()
         values = self.values(stage)
         body = {
-            "stage": stage.model_dump(mode="json", exclude={"help"}),
+            "stage": stage.model_dump(mode="json", exclude={"help", "final"}),
             "command": fill_any(stage.run, values, stage.name),
             "config": self.resolved_config(stage),
             "after": {dep: self.fingerprints.get(dep) for dep in stage.after},
-            "code": package_code_hash(COMMAND_PACKAGES[stage.run[0]]),
+            "code": recorded_code_hash(self.code_record_dir(stage)),
         }
         digest.update(json.dumps(body, sort_keys=True, default=str).encode())
         for watched in stage.watch:
@@ -340,6 +493,22 @@ class Runner:
     def missing_requirements(self, stage: StageSpec) -> list[Path]:
         values = self.values(stage)
         return [p for p in (Path(fill(r, values, f"{stage.name}.requires")) for r in stage.requires) if not p.exists()]
+
+    def status_now(self, stage: StageSpec) -> str:
+        """The stage's last status, where a `running` stage whose runner is gone reads `interrupted`."""
+        state = self.read_state(stage) or {}
+        status = state.get("status", "-")
+        if status == "running" and RunLock(self.state_dir).holder() is None:
+            return "interrupted"
+        return status
+
+    def cache_problem(self, stage: StageSpec, state: dict[str, Any] | None, fingerprint: str) -> str | None:
+        """Why the stage is not cached (None: it is)."""
+        if state is None or state.get("status") != "done":
+            return "not finished" if state is None else f"last status {state.get('status')}"
+        if state.get("fingerprint") != fingerprint:
+            return "code, config or inputs changed"
+        return output_problem(self.outputs(stage), state.get("inventory"), self.verify)
 
     # -- running --------------------------------------------------------------------------------------------
 
@@ -360,13 +529,8 @@ class Runner:
         out = {}
         for stage in self.recipe.stages:
             self.fingerprints[stage.name] = fingerprint = self.fingerprint(stage)
-            state = self.read_state(stage) or {}
-            cached = (
-                state.get("status") == "done"
-                and state.get("fingerprint") == fingerprint
-                and all(p.exists() for p in self.outputs(stage))
-            )
-            out[stage.name] = not cached and not self.missing_requirements(stage)
+            problem = self.cache_problem(stage, self.read_state(stage), fingerprint)
+            out[stage.name] = problem is not None and not self.missing_requirements(stage)
         return out
 
     def run(
@@ -374,28 +538,87 @@ class Runner:
         only: list[str] | None = None,
         start: str | None = None,
         on_event: Callable[[str, StageSpec, StageResult | None], None] | None = None,
+        jobs: int = 1,
     ) -> list[StageResult]:
+        """Run the selected stages, up to `jobs` at once: a stage starts when every stage it comes `after` has
+        ended. After a failure no new stage starts; those running finish, then the error is raised."""
+        if jobs < 1:
+            raise Nano2Error(f"jobs must be >= 1, got {jobs}")
         selected = self.plan(only, start)
-        results: list[StageResult] = []
+        stages = self.recipe.stages
+        results: dict[str, StageResult] = {}
         started = time.time()
+        failed: str | None = None
+        with RunLock(self.state_dir):
+            self._mark_interrupted()
+            pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage")
+            running: dict[Future, StageSpec] = {}
+            try:
+                while len(results) < len(stages):
+                    for stage in stages:
+                        if stage.name in results or stage in running.values() or failed:
+                            continue
+                        if not all(dep in results for dep in stage.after):
+                            continue
+                        # Fingerprints of unselected stages still feed their dependants' fingerprints.
+                        self.fingerprints[stage.name] = self.fingerprint(stage)
+                        if stage.name not in selected:
+                            results[stage.name] = StageResult(stage.name, "not-selected")
+                            continue
+                        if len(running) >= jobs:
+                            break
+                        if on_event:
+                            on_event("start", stage, None)
+                        running[pool.submit(self.run_stage, stage, selected[stage.name])] = stage
+                    if not running:
+                        if failed or len(results) == len(stages):
+                            break
+                        continue
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        stage = running.pop(future)
+                        result = future.result()
+                        results[stage.name] = result
+                        if result.status == "ran":  # its code record is new: dependants see the new fingerprint
+                            self.fingerprints[stage.name] = self.read_state(stage)["fingerprint"]
+                        if on_event:
+                            on_event("end", stage, result)
+                        if result.status == "failed" and failed is None:
+                            failed = stage.name
+                        self._write_run_summary(results, started, finished=False)
+                    if failed and not running:
+                        break
+            except BaseException:
+                self._interrupt(running.values())
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._write_run_summary(results, started, failed="interrupted")
+                raise
+            pool.shutdown(wait=True)
+            self._write_finals()
+        ordered = [results.get(s.name, StageResult(s.name, "not-selected", note="not started")) for s in stages]
+        self._write_run_summary(results, started, failed=failed)
+        if failed:
+            raise Nano2Error(results[failed].note)
+        return ordered
+
+    def _mark_interrupted(self) -> None:
+        """Under the lock, a `running` stage is one whose runner died: mark it, and kill what it left running."""
         for stage in self.recipe.stages:
-            # Fingerprints of unselected stages still feed their dependants' fingerprints.
-            self.fingerprints[stage.name] = self.fingerprint(stage)
-            if stage.name not in selected:
-                results.append(StageResult(stage.name, "not-selected"))
-                continue
-            if on_event:
-                on_event("start", stage, None)
-            result = self.run_stage(stage, mode=selected[stage.name])
-            results.append(result)
-            if on_event:
-                on_event("end", stage, result)
-            self._write_run_summary(results, started, finished=False)
-            if result.status == "failed":
-                self._write_run_summary(results, started, failed=stage.name)
-                raise Nano2Error(result.note)
-        self._write_run_summary(results, started)
-        return results
+            state = self.read_state(stage)
+            if state and state.get("status") == "running":
+                _kill_group(state.get("pgid"))
+                state["status"] = "interrupted"
+                self.state_path(stage).write_text(json.dumps(state, indent=2) + "\n")
+
+    def _interrupt(self, stages: Any) -> None:
+        for stage in list(stages):
+            proc = self._procs.get(stage.name)
+            if proc is not None and proc.poll() is None:
+                _kill_group(proc.pid)
+            state = self.read_state(stage)
+            if state and state.get("status") == "running":
+                state["status"] = "interrupted"
+                self.state_path(stage).write_text(json.dumps(state, indent=2) + "\n")
 
     def run_stage(self, stage: StageSpec, mode: str = "cache") -> StageResult:
         fingerprint = self.fingerprints.get(stage.name) or self.fingerprint(stage)
@@ -406,16 +629,33 @@ class Runner:
             note = "input not present: " + ", ".join(str(p) for p in missing) + "; continuing without this stage"
             self._write_state(stage, fingerprint, "missing-input", 0.0, note=note)
             return StageResult(stage.name, "missing-input", note=note)
-        finished = state is not None and state.get("status") == "done" and all(p.exists() for p in outputs)
-        if finished and mode == "reuse":
+        finished = state is not None and state.get("status") == "done"
+        if finished and mode == "reuse" and all(p.exists() for p in outputs):
             return StageResult(stage.name, "skipped", state.get("seconds", 0.0), note="reused (before --from)")
-        if finished and mode == "cache" and state.get("fingerprint") == fingerprint:
-            return StageResult(stage.name, "skipped", state.get("seconds", 0.0), note="cached")
-        for path in outputs:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        note = ""
+        if mode == "cache":
+            problem = self.cache_problem(stage, state, fingerprint)
+            if problem is None:
+                return StageResult(stage.name, "skipped", state.get("seconds", 0.0), note="cached")
+            if finished and state.get("fingerprint") == fingerprint:  # finished, unchanged, but its outputs broke
+                note = f"cached outputs cannot be trusted ({problem}); re-running"
+        interrupted = state is not None and state.get("status") in INTERRUPTED_STATES
+        if interrupted and stage.resumable and state.get("fingerprint") == fingerprint and mode != "force":
+            kept = [p for p in outputs if p.exists()]
+            files = sum(1 for p in kept for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
+            note = f"resumed: kept {files} files of the interrupted run in {len(kept)} output(s)"
+        else:
+            if interrupted and not note:
+                why = "not resumable" if not stage.resumable else "its code, config or inputs changed"
+                note = f"outputs of the interrupted run removed ({why})"
+            for path in outputs:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        return self._execute(stage, fingerprint, note)
+
+    def _execute(self, stage: StageSpec, fingerprint: str, note: str) -> StageResult:
         config = self.resolved_config(stage)
         if config is not None:
             path = self.config_path(stage)
@@ -423,33 +663,54 @@ class Runner:
             path.write_text(yaml.safe_dump(config, sort_keys=False))
         log = self.log_path(stage)
         log.parent.mkdir(parents=True, exist_ok=True)
+        record = self.code_record_dir(stage, running=True)
+        shutil.rmtree(record, ignore_errors=True)
         cmd = self.command(stage)
         env = {
             **os.environ,
             **fill_any(self.recipe.env, self.values(stage), "env"),
             "NANO2_RUN_DIR": str(self.run_dir),
             "NANO2_SHARED_DATA": str(shared_data_dir()),
+            RECORD_ENV: str(record),
         }
-        self._write_state(stage, fingerprint, "running", 0.0, command=cmd)
         t0 = time.time()
         with log.open("w") as out:
-            out.write("$ " + " ".join(cmd) + "\n")
+            out.write("$ " + " ".join(cmd) + "\n" + (f"# {note}\n" if note else ""))
             out.flush()
-            proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_runner,
+            )
+            with self._lock:
+                self._procs[stage.name] = proc
+            self._write_state(stage, fingerprint, "running", 0.0, command=cmd, pgid=proc.pid, note=note)
+            returncode = proc.wait()
         seconds = time.time() - t0
-        if proc.returncode != 0:
+        outputs = self.outputs(stage)
+        if returncode != 0:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-            note = f"stage {stage.name} failed (exit {proc.returncode}) after {seconds:.0f} s; log: {log}; "
-            note += " | ".join(tail)
-            self._write_state(stage, fingerprint, "failed", seconds, command=cmd, note=note)
-            return StageResult(stage.name, "failed", seconds, note=note)
+            failure = f"stage {stage.name} failed (exit {returncode}) after {seconds:.0f} s; log: {log}; "
+            failure += " | ".join(tail)
+            self._write_state(stage, fingerprint, "failed", seconds, command=cmd, note=failure)
+            return StageResult(stage.name, "failed", seconds, note=failure)
         absent = [str(p) for p in outputs if not p.exists()]
         if absent:
-            note = f"stage {stage.name} exited 0 but did not write {', '.join(absent)}; log: {log}"
-            self._write_state(stage, fingerprint, "failed", seconds, command=cmd, note=note)
-            return StageResult(stage.name, "failed", seconds, note=note)
-        self._write_state(stage, fingerprint, "done", seconds, command=cmd)
-        return StageResult(stage.name, "ran", seconds)
+            failure = f"stage {stage.name} exited 0 but did not write {', '.join(absent)}; log: {log}"
+            self._write_state(stage, fingerprint, "failed", seconds, command=cmd, note=failure)
+            return StageResult(stage.name, "failed", seconds, note=failure)
+        final_record = self.code_record_dir(stage)
+        shutil.rmtree(final_record, ignore_errors=True)
+        if record.exists():
+            record.rename(final_record)
+        fingerprint = self.fingerprint(stage)  # now with the code this run recorded
+        inventory = output_inventory(outputs)
+        self._write_state(stage, fingerprint, "done", seconds, command=cmd, note=note, inventory=inventory)
+        return StageResult(stage.name, "ran", seconds, note=note)
 
     def _write_state(self, stage: StageSpec, fingerprint: str, status: str, seconds: float, **extra: Any) -> None:
         path = self.state_path(stage)
@@ -465,10 +726,17 @@ class Runner:
             "outputs": [str(p) for p in self.outputs(stage)],
             **extra,
         }
-        path.write_text(json.dumps(body, indent=2) + "\n")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(body, indent=2) + "\n")
+        tmp.replace(path)
+
+    def _write_finals(self) -> None:
+        """`.recipe/finals.json`: the outputs of the stages the recipe declares final, relative to the run dir."""
+        finals = [os.path.relpath(p, self.run_dir) for s in self.recipe.stages if s.final for p in self.outputs(s)]
+        (self.state_dir / "finals.json").write_text(json.dumps({"finals": finals}, indent=2) + "\n")
 
     def _write_run_summary(
-        self, results: list[StageResult], started: float, failed: str | None = None, finished: bool = True
+        self, results: dict[str, StageResult], started: float, failed: str | None = None, finished: bool = True
     ) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         body = {
@@ -479,8 +747,10 @@ class Runner:
             "wall_seconds": round(time.time() - started, 3),
             "failed": failed,
             "finished": finished,
-            "stages": [r.__dict__ for r in results]
-            + [{"name": s.name, "status": "pending"} for s in self.recipe.stages[len(results) :]],
+            "stages": [
+                results[s.name].__dict__ if s.name in results else {"name": s.name, "status": "pending"}
+                for s in self.recipe.stages
+            ],
         }
         (self.state_dir / "last_run.json").write_text(json.dumps(body, indent=2) + "\n")
 
@@ -488,35 +758,54 @@ class Runner:
 # --------------------------------------------------------------------------------------------------- CLI
 
 
+def resolve_recipe_path(recipe: Path) -> Path:
+    """A recipe path as given (relative to the working directory), else one of the recipes shipped with the package
+    (`nano2 run tiny.yaml` or `nano2 run tiny` from anywhere)."""
+    if recipe.exists():
+        return recipe.resolve()
+    shipped = REPO / "recipes"
+    for candidate in (shipped / recipe.name, shipped / f"{recipe.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+    raise Nano2Error(f"{recipe}: no such recipe file (shipped recipes: {known})")
+
+
 def run_command(
-    recipe: Path = typer.Argument(DEFAULT_RECIPE, help="Recipe file (default: recipes/tiny.yaml)."),
+    recipe: Path = typer.Argument(DEFAULT_RECIPE, help="Recipe file or a shipped recipe's name (default: tiny)."),
     only: list[str] = typer.Option([], "--only", help="Run only these stages (forced)."),
     start: str | None = typer.Option(None, "--from", help="Re-run from this stage on (forced), in recipe order."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Override the recipe's run_dir."),
     list_stages: bool = typer.Option(False, "--list", help="List the stages and their cache status, run nothing."),
+    jobs: int = typer.Option(
+        os.cpu_count() or 1, "-j", "--jobs", min=1, help="Stages run at once (default: the number of cores)."
+    ),
+    verify: bool = typer.Option(False, "--verify", help="Check cached outputs' content hashes, not only sizes."),
 ) -> None:
-    """Run RECIPE's stages in order; finished stages whose inputs, config and code are unchanged are skipped."""
+    """Run RECIPE's stages in dependency order, several at once; finished stages whose inputs, config and code are
+    unchanged (and whose outputs check out) are skipped, interrupted ones resume."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from nano2.console import make_console
 
     console = make_console()
+    recipe = resolve_recipe_path(recipe)
     parsed = load_recipe(recipe)
-    runner = Runner(parsed, recipe.resolve(), run_dir)
+    runner = Runner(parsed, recipe, run_dir, verify=verify)
     if list_stages:
         table = Table(title=f"{parsed.name}: {runner.run_dir}", title_justify="left")
         for col in ("stage", "after", "cached", "last status", "seconds", "what"):
             table.add_column(col)
         for stage in parsed.stages:
             runner.fingerprints[stage.name] = fp = runner.fingerprint(stage)
-            state = runner.read_state(stage) or {}
-            cached = state.get("status") == "done" and state.get("fingerprint") == fp
+            state = runner.read_state(stage)
+            problem = runner.cache_problem(stage, state, fp)
             table.add_row(
                 stage.name,
                 ", ".join(stage.after),
-                "yes" if cached else "no",
-                state.get("status", "-"),
+                "yes" if problem is None else "no",
+                runner.status_now(stage),
                 f"{state.get('seconds', 0):.1f}" if state else "",
                 stage.help,
             )
@@ -525,24 +814,28 @@ def run_command(
     selected = runner.plan(only, start)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn())
     columns += (TextColumn("{task.completed}/{task.total}"),)
+    active: list[str] = []
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as progress:
         overall = progress.add_task(f"recipe {parsed.name}", total=len(selected))
 
         def on_event(kind: str, stage: StageSpec, result: StageResult | None) -> None:
             if kind == "start":
-                progress.update(overall, description=f"recipe {parsed.name}: {stage.name}")
-                return
-            assert result is not None
-            progress.advance(overall)
-            colour = {"ran": "green", "skipped": "dim", "failed": "red", "missing-input": "yellow"}[result.status]
-            extra = f" ({result.note})" if result.note and result.status != "skipped" else ""
-            progress.console.print(f"[{colour}]{result.status:>13}[/] {stage.name} {result.seconds:7.1f} s{extra}")
+                active.append(stage.name)
+            else:
+                assert result is not None
+                active.remove(stage.name)
+                progress.advance(overall)
+                colour = {"ran": "green", "skipped": "dim", "failed": "red", "missing-input": "yellow"}[result.status]
+                extra = f" ({result.note})" if result.note and result.status != "skipped" else ""
+                line = f"[{colour}]{result.status:>13}[/] {stage.name} {result.seconds:7.1f} s{extra}"
+                progress.console.print(line)
+            progress.update(overall, description=f"recipe {parsed.name}: {', '.join(active) or '-'}")
 
-        results = runner.run(only=only or None, start=start, on_event=on_event)
+        results = runner.run(only=only or None, start=start, on_event=on_event, jobs=jobs)
     ran = sum(r.status == "ran" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     total = sum(r.seconds for r in results if r.status == "ran")
-    console.print(f"[bold]{parsed.name}[/]: {ran} stages ran ({total:.0f} s), {skipped} cached")
+    console.print(f"[bold]{parsed.name}[/]: {ran} stages ran ({total:.0f} s of stage time), {skipped} cached")
     console.print(f"run dir: {runner.run_dir}")
 
 
