@@ -90,7 +90,9 @@ class StageSpec(BaseModel):
         description="its command continues from what its outputs already hold (training checkpoints, a request "
         "cache, datatrove completions): an interrupted run keeps them instead of starting over",
     )
-    final: bool = Field(False, description="its outputs are the run's final artifacts (lineage roots in the audit)")
+    final: list[str] = Field(
+        default_factory=list, description="paths it writes that are final artifacts of the run (audit lineage roots)"
+    )
 
     @field_validator("run")
     @classmethod
@@ -731,7 +733,7 @@ class Runner:
         tmp.replace(path)
 
     def _write_finals(self) -> None:
-        """`.recipe/finals.json`: the outputs of the stages the recipe declares final, relative to the run dir."""
+        """`.recipe/finals.json`: the artifacts the recipe declares final, relative to the run dir."""
         finals = [os.path.relpath(p, self.run_dir) for s in self.recipe.stages if s.final for p in self.outputs(s)]
         (self.state_dir / "finals.json").write_text(json.dumps({"finals": finals}, indent=2) + "\n")
 
