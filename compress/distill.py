@@ -12,6 +12,7 @@ and is never updated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,10 @@ def distill_student(
     resume: bool = False,
     stop_at_step: int | None = None,
     progress: bool = True,
+    parents: Sequence[str | Path] = (),
 ) -> TrainResult:
-    """Distil `teacher` into `student` inside train/'s loop (checkpoints, resume and torchrun come with it)."""
+    """Distil `teacher` into `student` inside train/'s loop (checkpoints, resume and torchrun come with it);
+    `parents` (the checkpoints student and teacher came from) are the result's lineage."""
     cfg = train_config(settings, config_path, name, total_tokens, tokenizer)
     loss_fn = DistillationLoss(teacher, settings.temperature, settings.kl_weight, settings.lm_weight)
     return run_training(
@@ -153,4 +156,5 @@ def distill_student(
         resume=resume,
         stop_at_step=stop_at_step,
         progress=progress,
+        parents=parents,
     )

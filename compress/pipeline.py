@@ -253,7 +253,15 @@ def _short_distill(
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a candidate's short run always starts again from the pruned child
     distill_student(
-        child, teacher, cfg.distill, out_dir, config_path, name=child_cfg.name, total_tokens=tokens, progress=False
+        child,
+        teacher,
+        cfg.distill,
+        out_dir,
+        config_path,
+        name=child_cfg.name,
+        total_tokens=tokens,
+        progress=False,
+        parents=[cfg.parent],  # a candidate is pruned in memory from the parent: its lineage starts there
     )
     return evaluate(child, heldout, cfg.search.scoring.batch_size)["loss"]
 
@@ -326,6 +334,7 @@ def distill_run(
         resume=resume,
         stop_at_step=stop_at_step,
         progress=progress,
+        parents=[student_dir, cfg.parent],
     )
     report.update(out_dir=str(result.out_dir), steps_done=result.steps_done, completed=result.completed)
     if heldout is not None and result.completed:

@@ -19,6 +19,7 @@ from nano2.manifest import (
     current_command,
     hash_file,
     read_manifest,
+    recorded_path,
     write_manifest,
 )
 from nano2.units import format_count
@@ -79,10 +80,10 @@ def write_plan(plan: Plan, spec: MixtureSpec, spec_path: Path, output: Path, dat
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     output.write_text(plan.to_json(), encoding="utf-8")
-    inputs = [InputRef(path=str(spec_path), content_hash=hash_file(spec_path))]
+    inputs = [InputRef(path=recorded_path(spec_path), content_hash=hash_file(spec_path))]
     for s in plan.sources:
         if s.manifest_id is not None:
-            inputs.append(InputRef(path=str(Path(data_root) / s.origin), manifest_id=s.manifest_id))
+            inputs.append(InputRef(path=recorded_path(Path(data_root) / s.origin), manifest_id=s.manifest_id))
     stats = OutputStats(
         tokens=plan.total_tokens,
         by={
@@ -100,7 +101,8 @@ def write_plan(plan: Plan, spec: MixtureSpec, spec_path: Path, output: Path, dat
         inputs=inputs,
         stats=stats,
         files=[FileEntry(path=output.name, bytes=output.stat().st_size, sha256=hash_file(output))],
-        extra={"total_steps": plan.total_steps, "spec_hash": plan.spec_hash},
+        # the data root the plan's sources are relative to: `nano2 audit` checks them there, not under its own root
+        extra={"total_steps": plan.total_steps, "spec_hash": plan.spec_hash, "data_root": recorded_path(data_root)},
     )
 
 

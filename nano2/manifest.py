@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nano2.contracts.shards import RUN_STATE_DIR
 from nano2.errors import ConfigError, MissingManifestError
 
 SCHEMA_VERSION = 1
@@ -84,7 +85,8 @@ class CodeVersion(BaseModel):
 
 
 class InputRef(BaseModel):
-    """An input: its path and either the id of its manifest or a hash of its content."""
+    """An input: its path (relative to the run dir inside a recipe run, see `recorded_path`) and either the id of
+    its manifest or a hash of its content."""
 
     model_config = ConfigDict(extra="forbid")
     path: str
@@ -252,14 +254,49 @@ def content_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+RUN_DIR_ENV = "NANO2_RUN_DIR"  # set by `nano2 run` for every stage
+
+
+def run_root_of(path: str | Path) -> Path | None:
+    """The recipe run dir a path lies in: `$NANO2_RUN_DIR` when it contains the path, else the nearest ancestor
+    holding the runner's state folder (`.recipe`); None outside any run."""
+    resolved = Path(path).resolve()
+    env = os.environ.get(RUN_DIR_ENV)
+    if env and resolved.is_relative_to(Path(env).resolve()):
+        return Path(env).resolve()
+    for ancestor in (resolved, *resolved.parents):
+        if (ancestor / RUN_STATE_DIR).is_dir():
+            return ancestor
+    return None
+
+
+def recorded_path(path: str | Path) -> str:
+    """How a manifest names a path: relative to its run dir when it lies in one (so a copied or moved run dir
+    reads the same), else absolute."""
+    resolved = Path(path).resolve()
+    root = run_root_of(resolved)
+    return resolved.relative_to(root).as_posix() if root is not None else str(resolved)
+
+
+def resolve_recorded(recorded: str, artifact_dir: str | Path) -> Path:
+    """The path a manifest recorded, as it is now: a relative one is read against the run dir the artifact lies
+    in (or the artifact's own folder outside any run)."""
+    path = Path(recorded)
+    if path.is_absolute():
+        return path
+    root = run_root_of(artifact_dir)
+    return (root if root is not None else Path(artifact_dir)) / path
+
+
 def input_ref(path: str | Path) -> InputRef:
-    """How a consumer records an input: by manifest id when the input has one, else by content hash."""
+    """How a consumer records an input: by manifest id when the input has one, else by content hash; the path
+    relative to the run dir when it lies in one (`recorded_path`)."""
     path = Path(path)
     if not path.exists():
         raise MissingManifestError(f"{path}: input does not exist")
     if path.is_dir() and (path / MANIFEST_NAME).exists():
-        return InputRef(path=str(path), manifest_id=read_manifest(path).id)
-    return InputRef(path=str(path), content_hash=content_hash(path))
+        return InputRef(path=recorded_path(path), manifest_id=read_manifest(path).id)
+    return InputRef(path=recorded_path(path), content_hash=content_hash(path))
 
 
 def _manifest_id(body: dict[str, Any]) -> str:

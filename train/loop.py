@@ -39,7 +39,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,7 @@ class _Run:
     show_progress: bool
     dist: Dist
     console: Any
+    parents: tuple[Path, ...] = ()
 
     def say(self, message: str) -> None:
         """Print on rank 0 only."""
@@ -162,8 +163,10 @@ def run_training(
     resume: bool = False,
     stop_at_step: int | None = None,
     progress: bool = True,
+    parents: Sequence[str | Path] = (),
 ) -> TrainResult:
-    """Train on the plan's data (see the module docstring for the interface)."""
+    """Train on the plan's data (see the module docstring for the interface). `parents`: the checkpoints a given
+    model was made from (a pruned student's parent, a distillation teacher), recorded as inputs for lineage."""
     out = Path(out_dir) if out_dir is not None else cfg.output_dir
     if out is None:
         raise ConfigError(config_path, "output_dir", "no output directory: set output_dir or pass -o")
@@ -178,6 +181,7 @@ def run_training(
         show_progress=progress,
         dist=dist,
         console=make_console(),
+        parents=tuple(Path(p) for p in parents),
     )
     try:
         return _train(run, model)
@@ -514,6 +518,7 @@ def _finish(
     inputs = [input_ref(plan_input), *source_inputs(source_dirs)]
     if cfg.model is not None and cfg.model.init_from is not None and not model.given:
         inputs.append(input_ref(cfg.model.init_from))
+    inputs.extend(input_ref(parent) for parent in run.parents)
     extra = {
         "run": cfg.name,
         "architecture": model.architecture,

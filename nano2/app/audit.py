@@ -25,8 +25,9 @@ import duckdb
 
 from nano2.contracts.chat import CHAT_SCHEMA
 from nano2.contracts.documents import DOCUMENT_SCHEMA, METADATA, TOKEN_COUNT
+from nano2.contracts.shards import RUN_STATE_DIR
 from nano2.errors import Nano2Error
-from nano2.manifest import MANIFEST_NAME, ArtifactKind, Manifest, read_manifest
+from nano2.manifest import MANIFEST_NAME, ArtifactKind, Manifest, read_manifest, resolve_recorded, run_root_of
 
 DOCUMENT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson")
 DATA_SUFFIXES = (*DOCUMENT_SUFFIXES, ".json", ".bin", ".idx", ".safetensors", ".arrow")
@@ -209,7 +210,10 @@ class Audit:
             c.executemany("INSERT INTO manifest_stats VALUES (?, ?, ?, ?, ?, ?, ?)", stats)
 
     def _current_input(self, path: Path, artifact_dir: Path, by_path: dict[Path, Artifact]) -> str | None:
-        candidates = [path] if path.is_absolute() else [Path.cwd() / path, self.root / path, artifact_dir / path]
+        if path.is_absolute():
+            candidates = [path]
+        else:  # recorded relative to the run dir the artifact lies in (nano2.manifest.recorded_path)
+            candidates = [resolve_recorded(str(path), artifact_dir), self.root / path, artifact_dir / path]
         root = self.root.resolve()
         for candidate in candidates:
             # the input may be a key=value partition inside an artifact: its owner is the nearest manifest above
@@ -306,9 +310,9 @@ class Audit:
             tokens BIGINT, epochs DOUBLE)"""
         )
         c.execute(
-            """CREATE TABLE plan_sources (plan VARCHAR, plan_file VARCHAR, source VARCHAR, origin VARCHAR,
-            manifest_id VARCHAR, available_tokens BIGINT, max_epochs DOUBLE, planned_tokens BIGINT, epochs DOUBLE,
-            available_now BIGINT, manifest_id_now VARCHAR)"""
+            """CREATE TABLE plan_sources (plan_id VARCHAR, plan VARCHAR, plan_file VARCHAR, data_root VARCHAR,
+            source VARCHAR, origin VARCHAR, manifest_id VARCHAR, available_tokens BIGINT, max_epochs DOUBLE,
+            planned_tokens BIGINT, epochs DOUBLE, available_now BIGINT, manifest_id_now VARCHAR)"""
         )
         phases, sources = [], []
         for a in self.artifacts:
@@ -337,16 +341,23 @@ class Audit:
                                 s.epochs,
                             )
                         )
+                # Sources once per plan artifact (not per copy of plan.json a training run keeps beside its
+                # checkpoint), checked under the data root the plan was compiled against.
+                if a.manifest.kind != ArtifactKind.PLAN:
+                    continue
+                data_root = self._plan_data_root(a, [s.origin for s in plan.sources])
                 for s in plan.sources:
                     now, now_id = None, None
                     if s.origin != "declared":
                         # a source missing now shows as available_now NULL ("source missing now")
                         with contextlib.suppress(Nano2Error):
-                            now, now_id = read_source_tokens(self.root, s.origin)
+                            now, now_id = read_source_tokens(data_root, s.origin)
                     sources.append(
                         (
+                            a.manifest.id,
                             plan.name,
                             rel,
+                            str(data_root),
                             s.name,
                             s.origin,
                             s.manifest_id,
@@ -361,9 +372,31 @@ class Audit:
         if phases:
             c.executemany("INSERT INTO plan_phases VALUES (" + ", ".join(["?"] * 12) + ")", phases)
         if sources:
-            c.executemany("INSERT INTO plan_sources VALUES (" + ", ".join(["?"] * 11) + ")", sources)
+            c.executemany("INSERT INTO plan_sources VALUES (" + ", ".join(["?"] * 13) + ")", sources)
+
+    def _plan_data_root(self, artifact: Artifact, origins: list[str]) -> Path:
+        """The data root a plan was compiled against: recorded in its manifest, or (older plans) the input path of
+        a source with its origin cut off; the audit root when neither is there."""
+        recorded = artifact.manifest.extra.get("data_root")
+        if recorded:
+            return resolve_recorded(recorded, artifact.path)
+        for ref in artifact.manifest.inputs:
+            for origin in origins:
+                if ref.path.endswith("/" + origin):
+                    return resolve_recorded(ref.path[: -len(origin) - 1], artifact.path)
+        return self.root
 
     def _create_misc_tables(self) -> None:
+        # the artifacts the recipe declares final (`nano2 run` writes .recipe/finals.json), relative to this root
+        self.con.execute("CREATE TABLE final_artifacts (path VARCHAR)")
+        run_root = run_root_of(self.root)
+        finals_file = run_root / RUN_STATE_DIR / "finals.json" if run_root is not None else None
+        if finals_file is not None and finals_file.is_file():
+            root = self.root.resolve()
+            for rel in json.loads(finals_file.read_text(encoding="utf-8")).get("finals", []):
+                path = (run_root / rel).resolve()
+                if path.is_relative_to(root):
+                    self.con.execute("INSERT INTO final_artifacts VALUES (?)", [path.relative_to(root).as_posix()])
         self.con.execute("CREATE TABLE orphan_files (path VARCHAR, bytes BIGINT)")
         if self.orphans:
             self.con.executemany("INSERT INTO orphan_files VALUES (?, ?)", self.orphans)
@@ -377,6 +410,38 @@ class Audit:
             return self.con.sql(sql)
         except duckdb.Error as exc:
             raise Nano2Error(f"query failed: {str(exc).splitlines()[0]}") from None
+
+    def save(self, path: str | Path, queries: dict[str, Path] | None = None) -> list[str]:
+        """Persist the audit in a DuckDB file for a later DuckDB or polars session: the tables as tables, the views
+        over the run's files as views (they read the files where they are), each saved query as a view named
+        `q_<name>`. Returns the names written."""
+        path = Path(path)
+        if path.exists():
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.con.execute(f"ATTACH {_sql_str(str(path))} AS saved")
+        written = []
+        try:
+            for (table,) in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'memory' ORDER BY 1"
+            ).fetchall():
+                self.con.execute(f"CREATE TABLE saved.{table} AS SELECT * FROM memory.{table}")
+                written.append(table)
+            self.con.execute("USE saved")  # views are created where their unqualified names resolve later
+            for name, sql in self.con.execute(
+                "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'memory' AND NOT internal ORDER BY 1"
+            ).fetchall():
+                self.con.execute(sql)
+                written.append(name)
+            for name, query_path in (queries or {}).items():
+                body = query_path.read_text(encoding="utf-8").strip().rstrip(";")
+                view = "q_" + "".join(ch if ch.isalnum() else "_" for ch in name)
+                self.con.execute(f"CREATE VIEW {view} AS {body}")
+                written.append(view)
+        finally:
+            self.con.execute("USE memory")
+            self.con.execute("DETACH saved")
+        return written
 
     def saved_queries(self, extra_dirs: list[Path] | None = None) -> dict[str, Path]:
         """Shipped queries, then the root's `.nano2/queries/`, then `extra_dirs`; later ones override by name."""

@@ -67,6 +67,9 @@ def audit(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the result to this file."),
     limit: int = typer.Option(200, "--limit", help="Rows shown in table format (files get every row)."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Persist the tables, views and saved queries (as q_<name> views) in a .duckdb file."
+    ),
 ) -> None:
     """Audit a data root with DuckDB: a summary, a saved query, or your own SQL."""
     from nano2.app.audit import Audit, query_title
@@ -88,6 +91,11 @@ def audit(
             cols = db.con.execute(f"DESCRIBE {table}").fetchall()
             console.print(f"[bold]{table}[/]: " + ", ".join(f"{c[0]} {c[1]}" for c in cols))
         return
+    if save is not None:
+        written = db.save(save, saved)
+        console.print(f"wrote {save}: {len(written)} tables and views (duckdb {save} or polars via duckdb)")
+        if sql is None and query is None:
+            return
     if sql is not None and query is not None:
         raise Nano2Error("give --sql or --query, not both")
     if query is not None:

@@ -1,5 +1,5 @@
--- Plan vs available tokens per source: what each plan reads, what may be read, and what is there now
-SELECT plan, source, origin, available_tokens, planned_tokens,
+-- Plan vs available tokens per source: what each plan artifact reads, what may be read, and what is there now
+SELECT plan_id, plan, plan_file, source, origin, available_tokens, planned_tokens,
        round(epochs, 4) AS epochs, max_epochs,
        CAST(floor(available_tokens * max_epochs) AS BIGINT) - planned_tokens AS headroom_tokens,
        available_now,
@@ -10,4 +10,4 @@ SELECT plan, source, origin, available_tokens, planned_tokens,
          ELSE 'ok'
        END AS status
 FROM plan_sources
-ORDER BY plan, source;
+ORDER BY plan_file, source;

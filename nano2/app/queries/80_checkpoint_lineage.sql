@@ -1,11 +1,16 @@
--- Lineage of each final checkpoint (one no other checkpoint was made from): every artifact it descends from
-WITH RECURSIVE finals AS (
+-- Lineage of each final checkpoint (those the recipe declares final; without a recipe, those no other checkpoint
+-- was made from): every artifact it descends from, and how many steps away
+WITH RECURSIVE declared AS (
+    SELECT m.id, m.path FROM manifests m JOIN final_artifacts f ON f.path = m.path WHERE m.kind = 'checkpoint'
+),
+undeclared AS (
     SELECT id, path FROM manifests
-    WHERE kind = 'checkpoint'
+    WHERE kind = 'checkpoint' AND (SELECT count(*) FROM final_artifacts) = 0
       AND id NOT IN (
           SELECT i.current_manifest_id FROM manifest_inputs i JOIN manifests m ON m.id = i.manifest_id
           WHERE m.kind = 'checkpoint' AND i.current_manifest_id IS NOT NULL)
 ),
+finals AS (SELECT * FROM declared UNION ALL SELECT * FROM undeclared),
 walk(checkpoint, id, hops) AS (
     SELECT path, id, 0 FROM finals
     UNION
