@@ -187,11 +187,26 @@ def tokenizer_train(
     min_frequency: int = typer.Option(2, "--min-frequency"),
 ) -> None:
     """Train a byte-level BPE with the recipe's chat/reasoning special tokens."""
-    from model.tokenizer import iter_corpus_texts, save_tokenizer, train_bpe
+    from model.tokenizer import CorpusStats, iter_corpus_texts, save_tokenizer, train_bpe
+    from nano2.manifest import ArtifactKind, OutputStats, current_command, input_ref, write_manifest
 
     missing = [str(p) for p in corpus if not p.exists()]
     if missing:
         raise Nano2Error(f"corpus file not found: {missing[0]}")
-    tok = train_bpe(iter_corpus_texts(corpus, field=field, limit=limit), vocab_size, min_frequency, round_to)
+    stats = CorpusStats()
+    texts = iter_corpus_texts(corpus, field=field, limit=limit, stats=stats)
+    tok = train_bpe(texts, vocab_size, min_frequency, round_to)
     save_tokenizer(tok, output)
-    make_console().print(f"wrote {output}: vocab {tok.get_vocab_size():,}")
+    # a tokenizer is an artifact like any other: what it was trained on, with which settings, by which code
+    settings = {"vocab_size": vocab_size, "field": field, "limit": limit, "round_to": round_to}
+    write_manifest(
+        output,
+        kind=ArtifactKind.TOKENIZER,
+        name=output.name,
+        command=current_command(),
+        config={**settings, "min_frequency": min_frequency},
+        inputs=[input_ref(p) for p in corpus],
+        stats=OutputStats(documents=stats.texts),
+        extra={"vocab_size": tok.get_vocab_size(), "files_read": stats.files, "records_skipped": stats.skipped},
+    )
+    make_console().print(f"wrote {output}: vocab {tok.get_vocab_size():,}, trained on {stats.texts:,} texts")
