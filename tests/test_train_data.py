@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 
@@ -16,7 +17,7 @@ from nano2.contracts.chat import IGNORE_INDEX
 from nano2.contracts.megatron import IndexedShardWriter
 from nano2.errors import Nano2Error
 from tests.test_train_support import build_corpus, repo_documents, tokenize_corpus, train_spec
-from train.data import MixtureLoader
+from train.data import MixtureLoader, _source_key
 from train.tokenize import ShardTokenizer
 
 EOS = 2
@@ -202,3 +203,34 @@ def test_sequences_are_real_tokens_of_the_source(token_root, plan, tiny_tokenize
             break
     else:
         pytest.fail("no code sequence in the first batch")
+
+
+def test_read_ranges_name_exactly_the_documents_the_batches_were_cut_from(token_root, plan):
+    """Independent reference: every sequence's tokens, matched document by document against the shards in the
+    epoch's order, computed here with a per-token owner array (not the loader's search)."""
+    loader = MixtureLoader(plan, source_dirs(token_root, plan), seed=5)
+    all_batches(loader)
+    rows = loader.read_ranges()
+    assert sum(r["stream_tokens"][1] - r["stream_tokens"][0] for r in rows) == plan.total_tokens
+    for source, stream in loader.streams.items():
+        mine = [r for r in rows if r["source"] == source]
+        # ranges of one source follow each other phase after phase, from 0
+        assert mine[0]["stream_tokens"][0] == 0
+        assert all(a["stream_tokens"][1] == b["stream_tokens"][0] for a, b in itertools.pairwise(mine))
+        end = mine[-1]["stream_tokens"][1]
+        owners = []  # (epoch, shard, document) of every stream token up to `end`
+        shard_first = np.concatenate([[0], np.cumsum([s.documents for s in stream.shards])])
+        epoch = 0
+        while len(owners) < end:
+            order = np.random.default_rng([5, _source_key(source), epoch]).permutation(len(stream.doc_lengths))
+            for doc in order:
+                shard = int(stream.doc_shards[doc])
+                owners.extend([(epoch, shard, int(doc) - int(shard_first[shard]))] * int(stream.doc_lengths[doc]))
+            epoch += 1
+        for row in mine:
+            start, stop = row["stream_tokens"]
+            expected = list(dict.fromkeys(owners[start:stop]))  # touched documents, in reading order
+            runs = row["document_runs"]
+            got = [(e, s, d) for e, s, first, last in runs for d in range(first, last + 1)]
+            assert got == expected and row["documents"] == len(expected)
+            assert row["epochs"] == sorted({e for e, _, _ in expected})

@@ -29,7 +29,9 @@ from mixtures.plan import PhasePlan, Plan
 from nano2.contracts.chat import IGNORE_INDEX
 from nano2.contracts.megatron import IndexedShard, find_shards
 from nano2.errors import Nano2Error
-from nano2.manifest import hash_config
+from nano2.manifest import hash_config, recorded_path
+
+MAX_RECORDED_RUNS = 10_000  # per phase and source, in a checkpoint manifest
 
 
 def _source_key(name: str) -> int:
@@ -87,6 +89,24 @@ class SourceStream:
             out[filled : filled + take] = shard.data[start : start + take]
             filled += take
         return out
+
+    def documents_in(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """The documents stream tokens [start, end) touch, as (epoch, shard index, document index in that shard),
+        in reading order: what a run that read that range trained on, exactly."""
+        touched: list[tuple[int, int, int]] = []
+        first_shard_doc = np.concatenate([[0], np.cumsum([s.documents for s in self.shards])])
+        position = start
+        while position < end:
+            epoch, within = divmod(position, self.tokens)
+            order, cumulative = self.epoch_order(epoch)
+            j = int(np.searchsorted(cumulative, within, side="right")) - 1
+            stop = min(end - epoch * self.tokens, self.tokens)  # within this epoch
+            k = int(np.searchsorted(cumulative, stop, side="left"))  # documents j .. k-1 intersect [within, stop)
+            for doc in order[j:k]:
+                shard = int(self.doc_shards[doc])
+                touched.append((epoch, shard, int(doc) - int(first_shard_doc[shard])))
+            position = epoch * self.tokens + stop
+        return touched
 
 
 @dataclass(frozen=True)
@@ -255,6 +275,36 @@ class MixtureLoader:
                 )
         return rows
 
+    def read_ranges(self) -> list[dict[str, Any]]:
+        """Per phase and source, the stream token range read so far ([start, end): a source's cursor only moves
+        forward, so phase p starts where the phases before it stopped), the shard files, and the documents that
+        range touches as (epoch, shard, document) runs of consecutive indices. With the seed this is the exact
+        answer to "which documents fed this checkpoint"."""
+        rows = []
+        cursor = dict.fromkeys(self.streams, 0)
+        for phase in self.plan.phases:
+            for name, sequences in sorted(self.state.realised.get(phase.name, {}).items()):
+                if not sequences:
+                    continue
+                stream = self.streams[name]
+                start, end = cursor[name], cursor[name] + sequences * self.seq_len
+                cursor[name] = end
+                docs = stream.documents_in(start, end)
+                runs = _runs(docs)
+                rows.append(
+                    {
+                        "phase": phase.name,
+                        "source": name,
+                        "stream_tokens": [start, end],
+                        "epochs": sorted({e for e, _, _ in docs}),
+                        "documents": len(docs),
+                        "shards": [recorded_path(shard.prefix) for shard in stream.shards],
+                        # at corpus scale the runs are left out; `documents_in` rebuilds them from the range and seed
+                        **({"document_runs": runs} if len(runs) <= MAX_RECORDED_RUNS else {}),
+                    }
+                )
+        return rows
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "plan": plan_fingerprint(self.plan),
@@ -276,3 +326,14 @@ class MixtureLoader:
             offsets={k: int(v) for k, v in state["offsets"].items()},
             realised={p: {k: int(v) for k, v in s.items()} for p, s in state["realised"].items()},
         )
+
+
+def _runs(docs: list[tuple[int, int, int]]) -> list[list[int]]:
+    """(epoch, shard, document) in reading order -> [epoch, shard, first, last] runs of consecutive documents."""
+    runs: list[list[int]] = []
+    for epoch, shard, doc in docs:
+        if runs and runs[-1][0] == epoch and runs[-1][1] == shard and runs[-1][3] + 1 == doc:
+            runs[-1][3] = doc
+        else:
+            runs.append([epoch, shard, doc, doc])
+    return runs

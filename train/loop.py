@@ -533,6 +533,7 @@ def _finish(
         "world_size": run.dist.world_size,
         "train_config": cfg.model_dump(mode="json"),
         "realised": rows,
+        "read": loader.read_ranges(),  # which documents, exactly (train.data.MixtureLoader.read_ranges)
     }
     save_checkpoint(
         unsharded(model.base, model_state),
