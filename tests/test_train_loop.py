@@ -132,6 +132,9 @@ def test_stop_and_resume_gives_the_uninterrupted_losses_exactly(setup, full_run)
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000005", "step-00000010"]
     with pytest.raises(Nano2Error, match="already holds a run; pass --resume"):
         run_training(cfg, out_dir=out, config_path=config_path, progress=False)
+    changed = cfg.model_copy(update={"seed": cfg.seed + 1})
+    with pytest.raises(ConfigError, match="started with another config"):  # a resume never mixes two runs
+        run_training(changed, out_dir=out, config_path=config_path, resume=True, progress=False)
     resumed = run_training(cfg, out_dir=out, config_path=config_path, resume=True, progress=False)  # from step 10
     assert resumed.completed
     assert read_metrics(out / "metrics.jsonl") == [

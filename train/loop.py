@@ -51,7 +51,7 @@ from mixtures.plan import Plan
 from nano2.console import make_console
 from nano2.contracts.chat import IGNORE_INDEX
 from nano2.errors import ConfigError, Nano2Error
-from nano2.manifest import MANIFEST_NAME, ArtifactKind, input_ref, read_manifest
+from nano2.manifest import MANIFEST_NAME, ArtifactKind, hash_config, input_ref, read_manifest
 from train.checkpoint import (
     STATE_DIR,
     ResumeState,
@@ -87,6 +87,7 @@ from train.parallel import (
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 METRICS = "metrics.jsonl"
 PLAN = "plan.json"
+RUN_CONFIG = "run_config.json"  # the config hash a run started with: a resume with another config is refused
 LOSS_PNG = "loss.png"
 
 
@@ -203,6 +204,7 @@ def _train(run: _Run, given_model: torch.nn.Module | None) -> TrainResult:
         raise ConfigError(
             run.config_path, "precision.bf16", "fp8 trains the layers it keeps out of FP8 in bf16: set bf16 true"
         )
+    _check_same_config(run, latest)
     if run.resume and _finished(out):
         run.say(f"{out}: this run is already complete; nothing to resume")
         return TrainResult(out, plan.total_steps, plan.total_steps, True, _logged_losses(out), read_realised(out))
@@ -442,6 +444,26 @@ def _prepare_out_dir(out_dir: Path, resume: bool) -> tuple[int, Path] | None:
     return None
 
 
+def _config_hash(cfg: TrainConfig) -> str:
+    """What makes a run the same run: its config, wherever its output goes."""
+    return hash_config(cfg.model_dump(mode="json", exclude={"output_dir"}))
+
+
+def _check_same_config(run: _Run, latest: tuple[int, Path] | None) -> None:
+    """Resuming continues the run that is there; with another config it would mix two runs in one checkpoint."""
+    recorded = run.out_dir / RUN_CONFIG
+    if not (run.resume and latest is not None and recorded.exists()):
+        return
+    before = json.loads(recorded.read_text(encoding="utf-8")).get("config_hash")
+    if before != _config_hash(run.cfg):
+        raise ConfigError(
+            run.config_path,
+            None,
+            f"{run.out_dir} holds a run started with another config; resuming would mix the two: "
+            "restore that config, or start over in another output directory",
+        )
+
+
 def _open_run_dir(run: _Run, plan: Plan, resume_state: ResumeState | None) -> None:
     """plan.json, and metrics.jsonl started afresh or cut back to the checkpoint (its later steps are recomputed,
     as after a kill); every rank waits for rank 0 to write them."""
@@ -451,6 +473,8 @@ def _open_run_dir(run: _Run, plan: Plan, resume_state: ResumeState | None) -> No
         metrics_path = run.out_dir / METRICS
         if resume_state is None:
             metrics_path.write_text("", encoding="utf-8")
+            body = {"config_hash": _config_hash(run.cfg)}
+            (run.out_dir / RUN_CONFIG).write_text(json.dumps(body) + "\n", encoding="utf-8")
         elif metrics_path.exists():
             lines = [ln for ln in metrics_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
             kept = [ln for ln in lines if json.loads(ln)["step"] < resume_state.steps_done]
