@@ -22,7 +22,7 @@ TINY = REPO / "recipes" / "tiny.yaml"
 def micro_run(shared_data, tmp_path_factory) -> tuple[Runner, list]:
     run_dir = tmp_path_factory.mktemp("micro") / "run"
     runner = Runner(load_recipe(MICRO), MICRO, run_dir=run_dir)
-    results = runner.run()
+    results = runner.run(jobs=2)  # as `make run` on a 2-core machine: independent stages side by side
     return runner, results
 
 
@@ -34,12 +34,15 @@ def test_micro_recipe_runs_every_stage(micro_run):
     assert summary["failed"] is None and summary["wall_seconds"] > 0
     child = json.loads((runner.run_dir / "compress" / "child" / "manifest.json").read_text())
     assert child["kind"] == "checkpoint"
-    # the child's evaluations read the distilled weights, not the pruned checkpoint written before distillation
-    distilled = (runner.run_dir / "compress" / "distill").resolve()
-    for evaluation in ("child", "budget", "throughput"):
+    # Each evaluation's model, read from its manifest (inputs recorded relative to the run dir), is the checkpoint
+    # the recipe declares final for it: the distilled child, never the pruned checkpoint written before distilling.
+    finals = json.loads((runner.run_dir / ".recipe" / "finals.json").read_text())["finals"]
+    assert finals == ["parent/final", "compress/distill"]
+    for evaluation, expected in (("parent", "parent/final"), ("child", "compress/distill"),
+                                 ("budget", "compress/distill"), ("throughput", "compress/distill")):  # fmt: skip
         manifest = json.loads((runner.run_dir / "evals" / evaluation / "manifest.json").read_text())
-        models = {Path(i["path"]).resolve() for i in manifest["inputs"]}
-        assert distilled in models and (runner.run_dir / "compress" / "child").resolve() not in models, evaluation
+        models = {i["path"] for i in manifest["inputs"] if i["manifest_id"]}
+        assert expected in models and "compress/child" not in models, (evaluation, models)
     for run in ("parent", "child"):
         summary = json.loads(next((runner.run_dir / "evals" / run).rglob("summary.json")).read_text())
         assert {b["name"] for b in summary["benchmarks"]} >= {"gsm8k", "humaneval", "ifeval"} or summary["benchmarks"]
@@ -86,6 +89,37 @@ def test_audit_answers_the_run_questions(micro_run):
     paths = {row[3] for row in lineage}
     assert any(p.startswith("data/curated/web") for p in paths), paths
     assert any(p.startswith("data/curated/code") for p in paths), paths
+    # the finals are the two the recipe declares (not NAS candidates nor intermediate checkpoints), and the
+    # distilled child descends from the parent
+    assert {row[0] for row in lineage} == {"parent/final", "compress/distill"}
+    assert ("compress/distill", "parent/final") in {(row[0], row[3]) for row in lineage}
+    plan_rows = audit.query(saved["40_plan_vs_available"].read_text())
+    status = plan_rows.columns.index("status")
+    rows = plan_rows.fetchall()
+    assert rows and {row[status] for row in rows} <= {"ok", "declared"}, rows  # no false "source missing now"
+    plan_ids = {row[0] for row in rows}
+    assert len(plan_ids) == 2  # plan and plan-long, once each (not once per copy of plan.json in checkpoints)
+    # training recorded which documents it read: the runs add up to what the manifest says per phase and source
+    pretrain = json.loads((runner.run_dir / "parent" / "pretrain" / "manifest.json").read_text())
+    read = pretrain["extra"]["read"]
+    assert read and all(r["documents"] == sum(b[3] - b[2] + 1 for b in r["document_runs"]) for r in read)
+    assert all(not Path(shard).is_absolute() for r in read for shard in r["shards"])
+
+
+@pytest.mark.realdata
+def test_a_copied_run_dir_audits_the_same(micro_run, tmp_path):
+    """Manifests record paths relative to the run dir: a copy elsewhere gives the same lineage rows."""
+    import shutil
+
+    runner, _ = micro_run
+    copy = tmp_path / "moved" / "run"
+    shutil.copytree(runner.run_dir, copy, symlinks=True)
+    query = Audit(runner.run_dir).saved_queries()["80_checkpoint_lineage"].read_text()
+    original = Audit(runner.run_dir).query(query).fetchall()
+    moved = Audit(copy).query(query).fetchall()
+    assert original and moved == original
+    inputs = Audit(copy).query("SELECT count(*) FROM manifest_inputs WHERE current_manifest_id IS NULL").fetchone()
+    assert inputs[0] < len(original), "inputs of the copy resolve inside the copy"
 
 
 @pytest.mark.realdata

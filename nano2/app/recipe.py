@@ -386,6 +386,7 @@ def _kill_group(pgid: int | None) -> None:
 # --------------------------------------------------------------------------------------------------- runner
 
 INTERRUPTED_STATES = ("running", "interrupted")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
@@ -415,6 +416,7 @@ class Runner:
         self.python = python or sys.executable
         self.verify = verify
         self.fingerprints: dict[str, str] = {}
+        self.jobs = 1
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
@@ -548,6 +550,7 @@ class Runner:
             raise Nano2Error(f"jobs must be >= 1, got {jobs}")
         selected = self.plan(only, start)
         stages = self.recipe.stages
+        self.jobs = jobs
         results: dict[str, StageResult] = {}
         started = time.time()
         failed: str | None = None
@@ -675,6 +678,8 @@ class Runner:
             "NANO2_SHARED_DATA": str(shared_data_dir()),
             RECORD_ENV: str(record),
         }
+        for var in THREAD_VARS:  # stages side by side share the cores: unless told otherwise, split them
+            env.setdefault(var, str(max(1, (os.cpu_count() or 1) // self.jobs)))
         t0 = time.time()
         with log.open("w") as out:
             out.write("$ " + " ".join(cmd) + "\n" + (f"# {note}\n" if note else ""))
@@ -734,7 +739,11 @@ class Runner:
 
     def _write_finals(self) -> None:
         """`.recipe/finals.json`: the artifacts the recipe declares final, relative to the run dir."""
-        finals = [os.path.relpath(p, self.run_dir) for s in self.recipe.stages if s.final for p in self.outputs(s)]
+        finals = [
+            os.path.relpath(fill(path, self.values(stage), f"{stage.name}.final"), self.run_dir)
+            for stage in self.recipe.stages
+            for path in stage.final
+        ]
         (self.state_dir / "finals.json").write_text(json.dumps({"finals": finals}, indent=2) + "\n")
 
     def _write_run_summary(
