@@ -13,7 +13,7 @@ import torch
 
 from mixtures.plan import Plan, read_plan
 from nano2.errors import ConfigError, Nano2Error
-from nano2.manifest import InputRef, TokensExtra, find_manifest, input_ref
+from nano2.manifest import InputRef, TokensExtra, find_manifest, input_ref, recorded_path
 from train.config import TrainConfig
 
 
@@ -76,7 +76,7 @@ def source_inputs(source_dirs: dict[str, Path]) -> list[InputRef]:
         if key in seen:
             continue
         seen.add(key)
-        refs.append(InputRef(path=key, manifest_id=found[1].id) if found else input_ref(directory))
+        refs.append(InputRef(path=recorded_path(directory), manifest_id=found[1].id) if found else input_ref(directory))
     return refs
 
 

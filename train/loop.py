@@ -543,6 +543,7 @@ def _finish(
     if cfg.model is not None and cfg.model.init_from is not None and not model.given:
         inputs.append(input_ref(cfg.model.init_from))
     inputs.extend(input_ref(parent) for parent in run.parents)
+    inputs = list({ref.path: ref for ref in inputs}.values())  # a parent may also be the model it was given
     extra = {
         "run": cfg.name,
         "architecture": model.architecture,

@@ -214,6 +214,8 @@ class Audit:
             candidates = [path]
         else:  # recorded relative to the run dir the artifact lies in (nano2.manifest.recorded_path)
             candidates = [resolve_recorded(str(path), artifact_dir), self.root / path, artifact_dir / path]
+        # only paths that exist: a missing one must not resolve to whatever artifact lies above it
+        candidates = [c for c in candidates if c.exists()]
         root = self.root.resolve()
         for candidate in candidates:
             # the input may be a key=value partition inside an artifact: its owner is the nearest manifest above

@@ -556,6 +556,7 @@ class Runner:
         failed: str | None = None
         with RunLock(self.state_dir):
             self._mark_interrupted()
+            self._write_finals()  # declared up front: the report stage reads them
             pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage")
             running: dict[Future, StageSpec] = {}
             try:
@@ -599,7 +600,6 @@ class Runner:
                 self._write_run_summary(results, started, failed="interrupted")
                 raise
             pool.shutdown(wait=True)
-            self._write_finals()
         ordered = [results.get(s.name, StageResult(s.name, "not-selected", note="not started")) for s in stages]
         self._write_run_summary(results, started, failed=failed)
         if failed:
