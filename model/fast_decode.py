@@ -4,11 +4,14 @@ Why: transformers' incremental decode walks a generic cache object per layer and
 small ops with reshapes and dtype round trips, and its matrix-vector products run on one thread; on a CPU the
 Mamba step then costs more than the attention it replaces until the context is very long. Here:
 
-* all decode state is allocated once: per Mamba layer the conv window (batch, conv_dim, kernel) in the model
-  dtype and the SSM state (batch, heads, head_dim, state) in fp32; per attention layer a K and a V buffer
-  (batch, kv_heads, max_len, head_dim). A step updates them in place and allocates nothing that grows;
+* all decode state is allocated once: per Mamba layer the last kernel - 1 conv inputs (batch, conv_dim, kernel - 1)
+  in the model dtype (the layout vLLM keeps and `model/size.py` counts) and the SSM state (batch, heads, head_dim,
+  state) in fp32; per attention layer a K and a V buffer (batch, kv_heads, max_len, head_dim). A step updates
+  them in place and allocates nothing that grows;
 * a decode-step linear layer is a `bmm` over the weight viewed as row blocks (a free view), which streams the
-  weight on every core instead of one (see `_Linear`); q/k/v are one fused projection;
+  weight on every core instead of one, for a few rows; from `_MANY_ROWS` rows on (batched decode) it is a plain
+  `F.linear`, a matrix product that is compute-bound and already threaded (see `_Linear`); q/k/v are one fused
+  projection;
 * the Mamba step between in_proj and out_proj (`_mamba_core`) is one function over preallocated state:
   conv-window shift and depthwise conv, dt = softplus(dt + dt_bias) clamped, state = state * exp(dt A) +
   dt x (x) B, y = state . C + D x, gated RMSNorm. With `compile=True` it goes through `torch.compile` (one C++ loop
@@ -16,6 +19,11 @@ Mamba step then costs more than the attention it replaces until the context is v
 * attention writes k/v at `position` and runs `scaled_dot_product_attention` over the valid prefix of the buffer,
   a view (no copy, no mask); GQA rides the query-length axis (the heads of one KV head are its queries), so K/V
   are never repeated. Its cost is the only one that grows with the context.
+
+Batched decode: every state buffer is batch-major, so the first `b` rows of a buffer are the live sequences and a
+step over b sequences touches one contiguous block per layer; `prefill(..., row_chunk=N)` fills the buffers N rows
+at a time, so a large batch never holds more than N prompts' activations. `memory_bytes()` measures what a decoder
+holds (weights, KV cache, conv window, SSM state), to check `model.size.inference_memory` against.
 
 Numerics follow transformers' full (chunked) forward, the reference: dt is clamped to `time_step_min` as the chunk
 scan does (the transformers single-token path does not clamp), dt + dt_bias and its softplus are in the model
@@ -57,6 +65,7 @@ class _Linear:
     """
 
     __slots__ = ("blocks", "out_features", "weight")
+    _MANY_ROWS = 32  # from here on a step is a real matrix product: mm is threaded and beats the split bmm
 
     def __init__(self, weight: torch.Tensor, split: int):
         self.weight = weight.detach()
@@ -66,7 +75,7 @@ class _Linear:
 
     def step(self, h: torch.Tensor) -> torch.Tensor:
         """(b, in) -> (b, out)."""
-        if self.blocks is None:
+        if self.blocks is None or h.shape[0] >= self._MANY_ROWS:
             return F.linear(h, self.weight)
         k = self.blocks.shape[0]
         out = torch.bmm(self.blocks, h.t().expand(k, -1, -1))  # (k, out/k, b)
@@ -102,7 +111,7 @@ class _MambaLayer:
     state: int
     kernel: int
     dt_min: float
-    conv_state: torch.Tensor = field(repr=False)  # (max_batch, conv_dim, kernel), model dtype
+    conv_state: torch.Tensor = field(repr=False)  # (max_batch, conv_dim, kernel - 1), model dtype
     ssm_state: torch.Tensor = field(repr=False)  # (max_batch, heads, head_dim, state), fp32
 
 
@@ -153,8 +162,9 @@ def _mamba_core(zxbcdt: torch.Tensor, layer: _MambaLayer) -> torch.Tensor:
     b, dtype = zxbcdt.shape[0], zxbcdt.dtype
     z, xbc, dt = zxbcdt.split([layer.d_inner, layer.conv_dim, layer.heads], dim=-1)
     conv_state = layer.conv_state[:b]
-    conv_state.copy_(torch.cat([conv_state[:, :, 1:], xbc.unsqueeze(-1).to(conv_state.dtype)], dim=-1))
-    xbc = F.silu(torch.linalg.vecdot(conv_state.float(), layer.conv_w) + layer.conv_b).to(dtype)  # rounded as HF
+    window = torch.cat([conv_state, xbc.unsqueeze(-1).to(conv_state.dtype)], dim=-1)  # (b, conv_dim, kernel)
+    conv_state.copy_(window[:, :, 1:])
+    xbc = F.silu(torch.linalg.vecdot(window.float(), layer.conv_w) + layer.conv_b).to(dtype)  # rounded as HF
     n = layer.groups * layer.state
     x, B, C = xbc.float().split([layer.d_inner, n, n], dim=-1)
     dt = F.softplus(dt + layer.dt_bias).clamp_(min=layer.dt_min).float()  # (b, heads); clamped as the chunk scan does
@@ -195,12 +205,6 @@ def _compiled_mamba_core() -> Callable[[torch.Tensor, _MambaLayer], torch.Tensor
     them into its own reduction loops, which stream the weights at about half the speed of the split `bmm`.
     """
     return torch.compile(_mamba_core, dynamic=False)
-
-
-def _kind(layer: _Layer) -> str:
-    if isinstance(layer, _MambaLayer):
-        return MAMBA_KIND
-    return ATTENTION_KIND if isinstance(layer, _AttentionLayer) else MLP_KIND
 
 
 class FastDecoder:
@@ -280,7 +284,7 @@ class FastDecoder:
                 state=mixer.ssm_state_size,
                 kernel=kernel,
                 dt_min=float(mixer.time_step_limit[0]),
-                conv_state=torch.zeros(self.max_batch, conv_dim, kernel, device=dev, dtype=dtype),
+                conv_state=torch.zeros(self.max_batch, conv_dim, kernel - 1, device=dev, dtype=dtype),
                 ssm_state=torch.zeros(self.max_batch, heads, mixer.head_dim, mixer.ssm_state_size, device=dev),
             )
         if kind == ATTENTION_KIND:
@@ -340,38 +344,96 @@ class FastDecoder:
             )
 
     # ----------------------------------------------------------------------------------------------- prefill
-    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def prefill(self, input_ids: torch.Tensor, row_chunk: int | None = None) -> torch.Tensor:
         """Start new sequences from equal-length prompts (batch, seq); returns the last position's logits.
 
         Runs the full forward with transformers' chunked Mamba-2 scan and causal SDPA (the math of
-        `model(input_ids)`), keeping the final SSM states, the last conv window and the K/V of every position.
+        `model(input_ids)`), keeping the final SSM states, the last conv inputs and the K/V of every position.
+        `row_chunk` runs the prompts that many at a time (each chunk fills its own rows of the state), so the
+        activations of a large batch never exceed those of `row_chunk` prompts; the result is the same.
         """
         if input_ids.dim() != 2 or input_ids.shape[1] < 1:
             raise DecodeError("FastDecoder.prefill: expected input_ids of shape (batch, seq) with seq >= 1")
+        if row_chunk is not None and row_chunk < 1:
+            raise DecodeError(f"FastDecoder.prefill: row_chunk must be >= 1 (got {row_chunk})")
         self.reset()
         batch, seq = input_ids.shape
         self._check_room(batch, seq)
+        chunk = batch if row_chunk is None else int(row_chunk)
+        input_ids = input_ids.to(self.device)
         with torch.inference_mode():
-            x = F.embedding(input_ids.to(self.device), self.embedding)
-            for layer in self.layers:
-                h = _rms(x, layer.norm)
-                if isinstance(layer, _MambaLayer):
-                    x = x + self._mamba_prefill(h, layer)
-                elif isinstance(layer, _AttentionLayer):
-                    x = x + self._attention_prefill(h, layer)
-                else:
-                    x = x + layer.down.seq(torch.relu(layer.up.seq(h)).square())
-            logits = self.lm_head.seq(_rms(x[:, -1], self.final_norm)).float()
+            logits = torch.cat(
+                [self._prefill_rows(input_ids, slice(s, min(s + chunk, batch))) for s in range(0, batch, chunk)]
+            )
         self._position, self._batch = seq, batch
         return logits
 
-    def _mamba_prefill(self, h: torch.Tensor, layer: _MambaLayer) -> torch.Tensor:
+    def _prefill_rows(self, input_ids: torch.Tensor, rows: slice) -> torch.Tensor:
+        """Prefill the prompts `input_ids[rows]` into the same rows of every state buffer."""
+        x = F.embedding(input_ids[rows], self.embedding)
+        for layer in self.layers:
+            h = _rms(x, layer.norm)
+            if isinstance(layer, _MambaLayer):
+                x = x + self._mamba_prefill(h, layer, rows)
+            elif isinstance(layer, _AttentionLayer):
+                x = x + self._attention_prefill(h, layer, rows)
+            else:
+                x = x + layer.down.seq(torch.relu(layer.up.seq(h)).square())
+        return self.lm_head.seq(_rms(x[:, -1], self.final_norm)).float()
+
+    def seek(self, position: int, batch: int | None = None) -> None:
+        """Move every sequence to `position` (and to `batch` live rows) without computing the tokens between.
+
+        For timing only: a decode step costs the same whatever the cached values are, so a benchmark can time
+        steps at cache length 16k without decoding 16k tokens first. Positions not prefilled hold whatever the
+        buffers hold (zeros after `reset`), so the logits after a seek are not a model's output.
+        """
+        batch = self._batch if batch is None else int(batch)
+        if not 1 <= batch <= self.max_batch:
+            raise DecodeError(f"FastDecoder.seek: batch {batch} is outside 1..max_batch={self.max_batch}")
+        if not 0 <= position < self.max_len:
+            raise DecodeError(f"FastDecoder.seek: position {position} is outside 0..max_len-1={self.max_len - 1}")
+        self._position, self._batch = int(position), batch
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes this decoder holds, measured on its tensors: `weights` (every distinct storage of the model's
+        parameters and of the decoder's own copies, counted once), `kv_cache`, `mamba_conv`, `mamba_ssm`."""
+        seen: set[int] = set()
+
+        def once(tensors: list[torch.Tensor]) -> int:
+            total = 0
+            for t in tensors:
+                storage = t.untyped_storage()
+                if storage.data_ptr() not in seen:
+                    seen.add(storage.data_ptr())
+                    total += storage.nbytes()
+            return total
+
+        state = {
+            "kv_cache": once(
+                [t for ly in self.layers if isinstance(ly, _AttentionLayer) for t in (ly.k_cache, ly.v_cache)]
+            ),
+            "mamba_conv": once([ly.conv_state for ly in self.layers if isinstance(ly, _MambaLayer)]),
+            "mamba_ssm": once([ly.ssm_state for ly in self.layers if isinstance(ly, _MambaLayer)]),
+        }
+        weights = [self.embedding, self.lm_head.weight, self.final_norm.weight]
+        for ly in self.layers:
+            weights += [
+                v.weight if isinstance(v, _Linear | _Norm) else v
+                for v in vars(ly).values()
+                if isinstance(v, torch.Tensor | _Linear | _Norm)
+            ]
+        return {"weights": once(weights), **state}
+
+    def _mamba_prefill(self, h: torch.Tensor, layer: _MambaLayer, rows: slice) -> torch.Tensor:
         from transformers.models.nemotron_h import modeling_nemotron_h as hf
 
         b, seq, _ = h.shape
         z, xbc, dt = layer.in_proj.seq(h).split([layer.d_inner, layer.conv_dim, layer.heads], dim=-1)
         xbc_t = xbc.transpose(1, 2)  # (b, conv_dim, seq)
-        layer.conv_state[:b].copy_(F.pad(xbc_t, (max(layer.kernel - seq, 0), 0))[:, :, -layer.kernel :])
+        window = layer.kernel - 1  # the last kernel - 1 inputs, zero-padded on the left for a short prompt
+        padded = F.pad(xbc_t, (max(window - seq, 0), 0))
+        layer.conv_state[rows].copy_(padded[:, :, padded.shape[2] - window :])
         weight, bias = layer.conv_w.to(h.dtype).unsqueeze(1), layer.conv_b.to(h.dtype)  # as transformers: model dtype
         conv = F.conv1d(xbc_t, weight, bias, padding=layer.kernel - 1, groups=layer.conv_dim)[:, :, :seq]
         x, B, C = F.silu(conv).transpose(1, 2).split([layer.d_inner, *[layer.groups * layer.state] * 2], dim=-1)
@@ -391,19 +453,19 @@ class FastDecoder:
             dt_limit=(layer.dt_min, float("inf")),
             return_final_states=True,
         )
-        layer.ssm_state[:b].copy_(final)
+        layer.ssm_state[rows].copy_(final)
         y = _gated_rms(y.reshape(b, seq, layer.d_inner).float(), z, layer)
         return layer.out_proj.seq(y.to(h.dtype))
 
-    def _attention_prefill(self, h: torch.Tensor, layer: _AttentionLayer) -> torch.Tensor:
+    def _attention_prefill(self, h: torch.Tensor, layer: _AttentionLayer, rows: slice) -> torch.Tensor:
         b, seq, _ = h.shape
         q_dim, kv_dim = layer.heads * layer.head_dim, layer.kv_heads * layer.head_dim
         q, k, v = layer.qkv.seq(h).split([q_dim, kv_dim, kv_dim], dim=-1)
         q = q.view(b, seq, layer.heads, layer.head_dim).transpose(1, 2)
         k = k.view(b, seq, layer.kv_heads, layer.head_dim).transpose(1, 2)
         v = v.view(b, seq, layer.kv_heads, layer.head_dim).transpose(1, 2)
-        layer.k_cache[:b, :, :seq].copy_(k)
-        layer.v_cache[:b, :, :seq].copy_(v)
+        layer.k_cache[rows, :, :seq].copy_(k)
+        layer.v_cache[rows, :, :seq].copy_(v)
         rep = layer.heads // layer.kv_heads
         if rep > 1:
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -455,12 +517,20 @@ class FastDecoder:
 
         Attention includes its projections and the SDPA over the cache: the only part that grows with context.
         """
+        per_layer, other = self.step_layer_times(tokens)
+        times = dict.fromkeys(("mamba", "attention", "mlp"), 0.0)
+        for kind, seconds in zip(self.kinds, per_layer, strict=True):
+            times[KIND_NAMES[kind]] += seconds
+        return {**times, "other": other}
+
+    def step_layer_times(self, tokens: torch.Tensor) -> tuple[list[float], float]:
+        """`step` with a timer around every layer: (seconds per layer in model order, seconds outside the layers:
+        embedding, final norm, lm_head). Advances the state like `step`. On CUDA every timer synchronises."""
         if self._batch == 0:
-            raise DecodeError("FastDecoder.step_breakdown: call prefill() first")
+            raise DecodeError("FastDecoder.step_layer_times: call prefill() first")
         self._check_room(self._batch, 1)
-        times = dict.fromkeys(("mamba", "attention", "mlp", "other"), 0.0)
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        pos = self._position
+        pos, per_layer, other = self._position, [], 0.0
         with torch.inference_mode():
             sync()
             t = time.perf_counter()
@@ -468,7 +538,7 @@ class FastDecoder:
             for layer in self.layers:
                 sync()
                 t_layer = time.perf_counter()
-                times["other"] += t_layer - t
+                other += t_layer - t
                 h = _rms(x, layer.norm)
                 if isinstance(layer, _MambaLayer):
                     x = x + layer.out_proj.step(self._mamba_core(layer.in_proj.step(h), layer))
@@ -478,12 +548,12 @@ class FastDecoder:
                     x = x + _mlp_step(h, layer)
                 sync()
                 t = time.perf_counter()
-                times[KIND_NAMES[_kind(layer)]] += t - t_layer
+                per_layer.append(t - t_layer)
             self.lm_head.step(_rms(x, self.final_norm)).float()
             sync()
-            times["other"] += time.perf_counter() - t
+            other += time.perf_counter() - t
         self._position += 1
-        return times
+        return per_layer, other
 
 
 def decode_greedy(decoder: FastDecoder, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
