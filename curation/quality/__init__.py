@@ -5,7 +5,7 @@ Modules (scoring logic separate from datatrove steps, NeMo-Curator style):
 * `scorer`     - `QualityScorer(classifiers).score(text) -> {name: P(hq)}`, `ClassifierSpec`, text normalisation
 * `thresholds` - `compute_thresholds`, `assign_bucket`, `QualityThresholds` (fit / assign / JSON / manifest extra)
 * `levels`     - `QualityLevels`, the configurable bucket->level mapping (`DEFAULT_LEVELS`)
-* `steps`      - datatrove steps `QualityScores`, `FitThresholds`, `QualityBuckets` (the web pipeline's)
+* `steps`      - datatrove steps `QualityScores`, `QualityBuckets` (the web pipeline's)
 * `training`   - `nano2 curate train-quality`: DCLM-recipe fastText training with held-out and human-label metrics
 * `sources`    - offline training text (GSM8K train, package READMEs, pydoc topics, stdlib docstrings, web samples)
 * `metrics`    - ROC AUC, precision/recall/F1, agreement at the human base rate
@@ -33,7 +33,6 @@ _EXPORTS = {
     "entry_scores": "thresholds",
     "UNSCORED": "levels",
     "QualityScores": "steps",
-    "FitThresholds": "steps",
     "QualityBuckets": "steps",
     "TrainQualityConfig": "training",
     "train_quality": "training",

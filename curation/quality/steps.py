@@ -6,16 +6,15 @@ A web run is three passes over the same documents (Nemotron-CC step 3):
    of the ensemble, bucket still empty) and needs `token_count` counted too (datatrove's TokensCounter). Only
    documents in a scored language (English) are scored: no reliable multilingual classifier exists (paper-facts
    §4), so the rest pass through unscored.
-2. `FitThresholds` (one task, after every score exists) fits token-weighted thresholds on a sample of the scored
-   documents and saves them to a file.
+2. The thresholds stage (one task, after every score exists) fits corpus-wide token-weighted thresholds over every
+   score shard, or reuses saved ones (`curation.web.quality_stage.CorpusThresholds`), and saves them to a file.
 3. `QualityBuckets` fills in each entry's bucket, the ensemble `bucket` (max) and the `level`. It reads the
    thresholds file lazily in each worker, so the chain also works under Slurm or Ray, where the driver does not
-   run between stages.
+   run between stages. Thresholds that could not be fitted (`UnfittedThresholds`) level documents `unscored`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,10 +22,10 @@ from typing import Any, ClassVar
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from curation.quality.levels import UNSCORED, QualityLevels
+from curation.quality.levels import UNSCORED
 from curation.quality.scorer import ClassifierSpec, QualityScorer
-from curation.quality.thresholds import QualityThresholds, entry_scores
-from nano2.contracts.documents import TOKEN_COUNT, Meta, quality_entries
+from curation.quality.thresholds import QualityThresholds, entry_scores, load_thresholds_artifact
+from nano2.contracts.documents import Meta, quality_entries
 from nano2.errors import Nano2Error
 
 SCORED_LANGUAGES = ("en",)
@@ -67,67 +66,11 @@ class QualityScores(PipelineStep):
             yield doc
 
 
-class FitThresholds(PipelineStep):
-    """One task: read a sample of the scored documents (JSONL of a previous stage), fit the thresholds, save them.
-
-    The sample is the first `sample_docs` documents in the order of a hash of their ids, so it is the same on
-    every rerun and does not depend on how earlier stages sharded their files.
-    """
-
-    name = "📏 Quality thresholds"
-    type = "📊 - QUALITY"
-
-    def __init__(
-        self,
-        scored_folder: str | Path,
-        output_file: str | Path,
-        classifiers: list[str],
-        n_bins: int,
-        sample_docs: int,
-        levels: Mapping[str, Any] | None = None,
-        languages: Iterable[str] = SCORED_LANGUAGES,
-    ):
-        super().__init__()
-        self.scored_folder, self.output_file = str(scored_folder), str(output_file)
-        self.classifiers, self.n_bins, self.sample_docs = classifiers, n_bins, sample_docs
-        self.levels = dict(levels) if levels else None
-        self.languages = sorted(languages)
-
-    def sample(self) -> tuple[list[int], dict[str, list[float]]]:
-        """(token counts, scores per classifier) of the sampled documents."""
-        import duckdb
-
-        files = sorted(str(p) for p in Path(self.scored_folder).rglob("*.jsonl.gz"))
-        if not files:
-            raise Nano2Error(f"{self.scored_folder}: no scored documents to fit quality thresholds on")
-        languages = ", ".join(f"'{language}'" for language in self.languages)
-        rows = duckdb.sql(
-            f"SELECT CAST(json_extract(metadata, '$.{TOKEN_COUNT}') AS BIGINT), "
-            f"CAST(json_extract(metadata, '$.{Meta.QUALITY}') AS VARCHAR) "
-            f"FROM read_json({files}, format='newline_delimited', columns={{'id': 'VARCHAR', 'metadata': 'JSON'}}) "
-            f"WHERE coalesce(json_extract_string(metadata, '$.{Meta.LANGUAGE}'), 'en') IN ({languages}) "
-            f"ORDER BY hash(id) LIMIT {int(self.sample_docs)}"
-        ).fetchall()
-        if not rows:
-            raise Nano2Error("no document of a scored language survived the filters: thresholds cannot be fitted")
-        tokens = [max(int(count or 0), 0) for count, _ in rows]
-        per_document = [entry_scores(json.loads(entries or "[]")) for _, entries in rows]
-        scores = {name: [float(doc_scores[name]) for doc_scores in per_document] for name in self.classifiers}
-        return tokens, scores
-
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        tokens, scores = self.sample()
-        levels = QualityLevels(n_buckets=self.n_bins, levels=self.levels) if self.levels else None
-        QualityThresholds.fit(scores, tokens, n_bins=self.n_bins, levels=levels).save(self.output_file)
-        self.stat_update("sample_documents", value=len(tokens))
-        if data:
-            yield from data
-
-
 class QualityBuckets(PipelineStep):
     """Apply fitted thresholds to documents of a scored language: per-classifier buckets, the ensemble bucket
     (their max) and its level. Without thresholds (a run without classifiers) those documents get the level
-    `unscored`. Counts documents per level and ensemble bucket (`level_<name>`, `bucket_<nn>`)."""
+    `unscored`, as do thresholds that could not be fitted (counted as `unscored_unfitted`). Counts documents per
+    level and ensemble bucket (`level_<name>`, `bucket_<nn>`)."""
 
     name = "🪣 Quality buckets"
     type = "📊 - QUALITY"
@@ -137,11 +80,15 @@ class QualityBuckets(PipelineStep):
         self.thresholds_file = None if thresholds is None or isinstance(thresholds, QualityThresholds) else thresholds
         self._thresholds = thresholds if isinstance(thresholds, QualityThresholds) else None
         self.languages = frozenset(languages)
+        self.unfitted = False
 
     @property
     def thresholds(self) -> QualityThresholds | None:
         if self._thresholds is None and self.thresholds_file is not None:
-            self._thresholds = QualityThresholds.load(self.thresholds_file)
+            loaded = load_thresholds_artifact(self.thresholds_file)
+            self._thresholds = loaded if isinstance(loaded, QualityThresholds) else None
+            self.thresholds_file = None if self._thresholds is None else self.thresholds_file
+            self.unfitted = self._thresholds is None
         return self._thresholds
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -152,7 +99,7 @@ class QualityBuckets(PipelineStep):
                 continue
             if thresholds is None:
                 doc.metadata[Meta.LEVEL] = UNSCORED
-                self.stat_update(f"level_{UNSCORED}")
+                self.stat_update(f"level_{UNSCORED}", *(["unscored_unfitted"] if self.unfitted else []))
                 yield doc
                 continue
             entries = doc.metadata.get(Meta.QUALITY)

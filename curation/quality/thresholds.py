@@ -16,6 +16,17 @@ score distribution into 20 equal-token bins, then takes the per-document max ove
   the same document gets the same bucket on every worker and every rerun.
 * `QualityThresholds` holds the cut points of every classifier plus the bucket->level mapping, serialises to JSON
   for the run manifest's `extra["quality_thresholds"]`, and assigns (per-classifier buckets, ensemble max, level).
+* Corpus-wide (Nemotron-CC's buckets come from percentiles over the whole corpus, not one run's sample):
+  `fit_corpus_thresholds(score_files, ...)` reads the per-document score shards every scoring task writes
+  (`SCORE_COLUMNS`: id, token count, one `score:<classifier>` column each) with polars, lazily and streaming. Each
+  classifier's scores are grouped into cells of `resolution` (1e-6: a fastText probability has ~7 significant
+  digits) holding (the cell's smallest score, its tokens); the cut points are `compute_thresholds` over those cells.
+  Memory is one row per occupied cell (at most 1/resolution per unit of score range), independent of the number of
+  documents. Every member of a cell is >= the cell's smallest score and < the next cell's, so a cell is a tie group
+  and every document of the corpus lands in the bin of its cell. The result is a versioned artifact
+  (`THRESHOLDS_VERSION`, `source`: documents, tokens, shards, resolution) that a later run can reuse, so two crawl
+  segments are levelled on one scale. Nothing to fit (no scored document, no tokens) is an explicit outcome,
+  `UnfittedThresholds` with its reason: the run levels its documents `unscored`, it does not crash.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,6 +48,15 @@ from nano2.contracts.documents import ID, METADATA, TOKEN_COUNT, Meta, check_doc
 from nano2.errors import ConfigError, Nano2Error
 
 MANIFEST_EXTRA_KEY = "quality_thresholds"
+THRESHOLDS_VERSION = 1  # bump when the meaning of a saved thresholds file changes
+SCORE_RESOLUTION = 1e-6
+SCORE_COLUMN_PREFIX = "score:"
+SCORE_ID, SCORE_TOKENS, SCORE_LANGUAGE = "id", "token_count", "language"
+
+
+def score_column(classifier: str) -> str:
+    """Column of a classifier's score in a score shard."""
+    return f"{SCORE_COLUMN_PREFIX}{classifier}"
 
 
 def entry_scores(entries: Iterable[Mapping[str, Any]] | None) -> dict[str, float]:
@@ -180,6 +200,33 @@ class ClassifierThresholds(BaseModel):
         return self
 
 
+class ThresholdsSource(BaseModel):
+    """What a corpus-wide fit read: how many score shards, documents and tokens, at what score resolution."""
+
+    model_config = ConfigDict(extra="forbid")
+    shards: int = Field(ge=0)
+    documents: int = Field(ge=0)
+    tokens: int = Field(ge=0)
+    resolution: float = Field(gt=0)
+    dropped: dict[str, int] = Field(default_factory=dict, description="score rows left out, by reason")
+
+
+class UnfittedThresholds(BaseModel):
+    """The named outcome of a fit with nothing to fit: the run levels its scored-language documents `unscored`."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["unfitted"] = "unfitted"
+    version: int = Field(default=THRESHOLDS_VERSION, ge=1, le=THRESHOLDS_VERSION)
+    reason: str
+    source: ThresholdsSource | None = None
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return path
+
+
 class QualityAssignment(NamedTuple):
     buckets: dict[str, int]
     bucket: int
@@ -190,8 +237,11 @@ class QualityThresholds(BaseModel):
     """Cut points for every classifier of the ensemble plus the bucket->level mapping: all a worker needs."""
 
     model_config = ConfigDict(extra="forbid")
+    status: Literal["fitted"] = "fitted"
+    version: int = Field(default=THRESHOLDS_VERSION, ge=1, le=THRESHOLDS_VERSION)
     n_bins: int = Field(default=N_BUCKETS, ge=2)
     classifiers: dict[str, ClassifierThresholds]
+    source: ThresholdsSource | None = Field(default=None, description="what a corpus-wide fit read")
     levels: QualityLevels = Field(default_factory=lambda: DEFAULT_LEVELS)
     sample_fraction: float | None = Field(default=None, description="share of documents the sample kept")
     sample_seed: int | None = None
@@ -361,4 +411,84 @@ class QualityThresholds(BaseModel):
             if MANIFEST_EXTRA_KEY not in (data.get("extra") or {}):
                 raise ConfigError(path, f"extra.{MANIFEST_EXTRA_KEY}", "this manifest records no quality thresholds")
             data = data["extra"][MANIFEST_EXTRA_KEY]
+        if isinstance(data, dict) and data.get("status") == "unfitted":
+            reason = data.get("reason", "no reason recorded")
+            raise ConfigError(path, "status", f"these thresholds were never fitted ({reason}); fit them on scored data")
         return validate_model(data, cls, path)
+
+
+def load_thresholds_artifact(path: str | Path) -> QualityThresholds | UnfittedThresholds:
+    """A thresholds file as saved by a run: fitted thresholds, or the reason there are none."""
+    from nano2.config import validate_model
+
+    path = Path(path)
+    if not path.is_dir() and path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(path, f"line {exc.lineno}", f"malformed JSON: {exc.msg}") from None
+        if isinstance(data, dict) and data.get("status") == "unfitted":
+            return validate_model(data, UnfittedThresholds, path)
+    return QualityThresholds.load(path)
+
+
+def _score_cells(lazy: Any, classifier: str, resolution: float) -> tuple[np.ndarray, np.ndarray]:
+    """(smallest score, tokens) of every occupied score cell of one classifier, ascending (polars, streaming)."""
+    import polars as pl
+
+    score = pl.col(score_column(classifier))
+    cells = (
+        lazy.filter(score.is_not_null() & score.is_finite() & pl.col(SCORE_TOKENS).is_not_null())
+        .group_by((score / resolution).floor().cast(pl.Int64).alias("cell"))
+        .agg(score.min().alias("value"), pl.col(SCORE_TOKENS).clip(lower_bound=0).sum().alias("tokens"))
+        .sort("cell")
+        .collect(engine="streaming")
+    )
+    return cells["value"].to_numpy().astype(np.float64), cells["tokens"].to_numpy().astype(np.int64)
+
+
+def fit_corpus_thresholds(
+    score_files: Sequence[str | Path],
+    classifiers: Sequence[str],
+    *,
+    levels: QualityLevels | None = None,
+    n_bins: int = N_BUCKETS,
+    resolution: float = SCORE_RESOLUTION,
+) -> QualityThresholds | UnfittedThresholds:
+    """Token-weighted cut points over every score shard (see the module docstring), or why there are none."""
+    import polars as pl
+
+    files = [str(f) for f in score_files]
+    if not files:
+        return UnfittedThresholds(reason="no score shards: no document of a scored language reached scoring")
+    lazy = pl.scan_parquet(files)
+    names = lazy.collect_schema().names()
+    absent = [c for c in classifiers if score_column(c) not in names]
+    if absent:
+        raise Nano2Error(f"thresholds: the score shards have no scores of classifier(s) {', '.join(absent)}")
+    bad = [pl.col(score_column(c)).is_null() | ~pl.col(score_column(c)).is_finite() for c in classifiers]
+    totals = lazy.select(
+        documents=pl.len(),
+        tokens=pl.col(SCORE_TOKENS).clip(lower_bound=0).sum(),
+        no_token_count=pl.col(SCORE_TOKENS).is_null().sum(),
+        **{f"non-finite {c} score": b.sum() for c, b in zip(classifiers, bad, strict=True)},
+    ).collect(engine="streaming")
+    row = totals.row(0, named=True)
+    dropped = {k: int(v) for k, v in row.items() if k not in ("documents", "tokens") and v}
+    source = ThresholdsSource(shards=len(files), documents=int(row["documents"]), tokens=int(row["tokens"] or 0),
+                              resolution=resolution, dropped=dropped)  # fmt: skip
+    if source.documents == 0:
+        return UnfittedThresholds(reason="no document of a scored language survived the filters", source=source)
+    fitted = {}
+    for name in classifiers:
+        values, tokens = _score_cells(lazy, name, resolution)
+        if values.size == 0 or int(tokens.sum()) <= 0:
+            return UnfittedThresholds(reason=f"the documents scored by {name!r} hold no tokens", source=source)
+        cuts = compute_thresholds(values, tokens, n_bins)
+        fitted[name] = ClassifierThresholds(
+            cut_points=cuts, sample_documents=source.documents, sample_tokens=int(tokens.sum()),
+            bin_tokens=bin_token_mass(values, tokens, cuts), min_score=float(values[0]),
+            max_score=float(lazy.select(pl.col(score_column(name)).filter(
+                pl.col(score_column(name)).is_finite()).max()).collect(engine="streaming").item()),
+        )  # fmt: skip
+    return QualityThresholds(n_bins=n_bins, classifiers=fitted, levels=levels or DEFAULT_LEVELS, source=source)

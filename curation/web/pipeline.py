@@ -33,7 +33,7 @@ from curation.web.routing import MATH, MULTILINGUAL, WEB, RouteWriter
 from curation.web.steps import FastExtractor, HeuristicFilters, LanguageID, OfflineURLFilter
 from curation.web.words import RegexWordTokenizer
 from nano2.contracts.documents import SUBSET_KEY, Meta
-from nano2.contracts.shards import decisions_dir
+from nano2.contracts.shards import SHARD_SUFFIX, decisions_dir
 from nano2.errors import Nano2Error
 from nano2.manifest import InputRef, content_hash
 
@@ -42,6 +42,14 @@ GROUPINGS = {
     WEB: [SUBSET_KEY, Meta.LEVEL, Meta.LANGUAGE, Meta.BUCKET],
     MATH: [SUBSET_KEY, Meta.LEVEL],
     MULTILINGUAL: [SUBSET_KEY, Meta.LANGUAGE],
+}
+
+
+# What each artifact receives, for the reason of an empty one.
+ROUTED_HERE = {
+    WEB: "English pages without math",
+    MATH: "English pages with math",
+    MULTILINGUAL: "pages in the configured multilingual languages",
 }
 
 
@@ -81,7 +89,7 @@ def _languages(cfg: WebConfig) -> list[str]:
     return (["en"] if cfg.language.english else []) + list(cfg.language.multilingual)
 
 
-def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
+def build_stages(cfg: WebConfig, thresholds_file: Path, saved_thresholds: Path | None = None) -> list[Stage]:
     from datatrove.pipeline.dedup import (
         MinhashConfig,
         MinhashDedupBuckets,
@@ -151,7 +159,7 @@ def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
     if cfg.dedup.exact:
         score_steps.append(ExactDedupFilter(str(work / "exact"), decisions=_decisions(cfg, "exact_dedup")))
     score_steps += [*quality_score_steps(cfg), WorkingDocumentsWriter(work / "scored")]
-    fit = thresholds_step(cfg, work / "scored", thresholds_file)
+    fit = thresholds_step(cfg, work / "scores", thresholds_file, saved_thresholds)
     write = [JsonlReader(str(work / "scored")), quality_bucket_step(cfg, thresholds_file), RouteWriter(cfg.output)]
     stages += [
         Stage("dedup-score", score_steps, logs / "dedup-score"),
@@ -161,24 +169,139 @@ def build_stages(cfg: WebConfig, thresholds_file: Path) -> list[Stage]:
     return stages
 
 
-def run_web(cfg: WebConfig, config_path: str | Path | None = None, fresh: bool = False) -> dict[str, Path]:
-    """Run every stage (resuming finished tasks unless `fresh`), then write the artifacts' manifests."""
+# Stages that read a working folder an earlier stage wrote: when that folder holds no document, nothing is left
+# for them (datatrove's readers raise "No files found"), so the run stops there with an empty result and a reason.
+_READS = {"exact-find": "extracted", "minhash-signatures": "extracted", "dedup-score": "extracted",
+          "thresholds": "scored", "bucket-write": "scored"}  # fmt: skip
+RUN_STATE = "run.json"  # in the work dir: which config and inputs its state belongs to
+
+
+def run_web(
+    cfg: WebConfig, config_path: str | Path | None = None, fresh: bool = False, thresholds: Path | None = None
+) -> dict[str, Path]:
+    """Run every stage (resuming finished tasks unless `fresh`), then write the artifacts' manifests; `thresholds`
+    (a saved thresholds file or run manifest) levels the documents on that scale instead of fitting new ones.
+
+    A stage whose input is empty (nothing survived the steps before it) is not run: the artifacts are written empty
+    with the reason in their manifests and the decisions' manifest. Resuming into a work or output dir that holds
+    the state of another config or other inputs is refused (`fresh` starts clean), so documents of an old run never
+    sit under a manifest naming the new one."""
     if fresh:  # only what this pipeline writes: `output_dir` may hold other pipelines' folders (curated/code)
         for d in (cfg.work, *(cfg.output / a for a in GROUPINGS), decisions_dir(decisions_artifact(cfg))):
             shutil.rmtree(d, ignore_errors=True)
+    fingerprint = run_fingerprint(cfg, thresholds)
+    check_same_run(cfg, fingerprint)
     cfg.work.mkdir(parents=True, exist_ok=True)
     cfg.output.mkdir(parents=True, exist_ok=True)
+    (cfg.work / RUN_STATE).write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
     thresholds_file = cfg.work / "thresholds.json"
-    stages = build_stages(cfg, thresholds_file)
-    if not run_stages(stages, cfg.executor):
+    stages = build_stages(cfg, thresholds_file, thresholds)
+    if cfg.executor.kind == "slurm":
+        run_stages(stages, cfg.executor)
         return {}  # submitted to Slurm: a local rerun writes the manifests
-    return write_manifests(cfg, config_path, thresholds_file, [stage.logging_dir for stage in stages])
+    empty_reason = None
+    ran: list[Stage] = []
+    for stage in stages:
+        source = _READS.get(stage.name)
+        if source is not None and not has_documents(cfg.work / source):
+            empty_reason = nothing_left_reason(cfg, after=ran[-1].name if ran else "read")
+            break
+        run_stages([stage], cfg.executor)
+        ran.append(stage)
+    return write_manifests(
+        cfg, config_path, thresholds_file, [stage.logging_dir for stage in ran], empty_reason, fingerprint
+    )
+
+
+def has_documents(folder: Path) -> bool:
+    """Whether a working folder holds at least one document (datatrove's writers create files lazily, so an empty
+    stage leaves no file, or only empty ones)."""
+    from datatrove.pipeline.readers import JsonlReader
+
+    if not folder.is_dir():
+        return False
+    files = [p for p in folder.rglob("*") if p.is_file() and p.stat().st_size > 0]
+    if not files:
+        return False
+    return next(iter(JsonlReader(str(folder), limit=1).run()), None) is not None
+
+
+def nothing_left_reason(cfg: WebConfig, after: str) -> str:
+    """`nothing left after <stage>: <n> records read, <n> dropped (<step>/<reason>: n, ...)`, from the decisions."""
+    import duckdb
+
+    files = sorted(str(p) for p in decisions_dir(decisions_artifact(cfg)).rglob("*.parquet"))
+    drops: list[tuple[str, str, int]] = []
+    if files:
+        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        drops = duckdb.sql(
+            f"SELECT step, reason, count(*) FROM read_parquet({listing}) GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+        ).fetchall()
+    if not drops:
+        return f"nothing left after {after}: the inputs held no document"
+    total = sum(n for _, _, n in drops)
+    detail = ", ".join(f"{step}/{reason}: {n}" for step, reason, n in drops[:10])
+    more = f", and {len(drops) - 10} more reasons" if len(drops) > 10 else ""
+    return f"nothing left after {after}: every document was dropped ({total}: {detail}{more})"
+
+
+def run_fingerprint(cfg: WebConfig, thresholds: Path | None) -> str:
+    """What the state of a run depends on: the config (all but its name) and the inputs' files (name, size, mtime;
+    remote inputs by path). Cheap, so a rerun can check it before anything is read."""
+    state: dict = {"config": cfg.model_dump(mode="json", exclude={"name"}), "thresholds": str(thresholds or "")}
+    listing = []
+    for spec in cfg.inputs:
+        root = Path(spec.path)
+        if "://" in spec.path or not root.exists():
+            listing.append(spec.path)
+            continue
+        files = sorted(root.glob(spec.glob)) if spec.glob else sorted(p for p in root.rglob("*") if p.is_file())
+        listing += [f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()]
+    state["inputs"] = listing
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_same_run(cfg: WebConfig, fingerprint: str) -> None:
+    """Refuse to resume state (work dir) or to add to artifacts (output dir) that another config or other inputs
+    made; the error says how to start clean."""
+    from nano2.manifest import read_manifest
+
+    recorded: list[tuple[Path, str | None]] = []
+    state = cfg.work / RUN_STATE
+    if state.exists():
+        try:
+            recorded.append((cfg.work, json.loads(state.read_text(encoding="utf-8")).get("fingerprint")))
+        except (json.JSONDecodeError, AttributeError):
+            recorded.append((cfg.work, None))
+    elif cfg.work.is_dir() and any(cfg.work.iterdir()):
+        recorded.append((cfg.work, None))  # state of a run that predates the fingerprint: cannot tell, refuse
+    for artifact in GROUPINGS:
+        directory = cfg.output / artifact
+        if (directory / "manifest.json").exists():
+            try:
+                recorded.append((directory, read_manifest(directory).extra.get("run_fingerprint")))
+            except Nano2Error:
+                recorded.append((directory, None))
+        elif directory.is_dir() and any(directory.rglob("*.parquet")):
+            recorded.append((directory, None))
+    for where, previous in recorded:
+        if previous != fingerprint:
+            raise Nano2Error(
+                f"{where}: holds a run of another config or other inputs; rerun with --fresh to start clean there "
+                "(or give this config its own output_dir and work_dir)"
+            )
 
 
 def write_manifests(
-    cfg: WebConfig, config_path: str | Path | None, thresholds_file: Path, logging_dirs: list[Path]
+    cfg: WebConfig,
+    config_path: str | Path | None,
+    thresholds_file: Path,
+    logging_dirs: list[Path],
+    empty_reason: str | None = None,
+    fingerprint: str | None = None,
 ) -> dict[str, Path]:
-    """The manifest of each document folder (written even when it is empty) and of the decisions."""
+    """The manifest of each document folder (written even when it is empty, then with `empty_reason`: why nothing
+    is in it) and of the decisions (with the run's `empty_reason` when the run stopped early)."""
     inputs = [InputRef(path=spec.path + (f"/{spec.glob}" if spec.glob else ""), content_hash=_inputs_hash(spec))
               for spec in cfg.inputs]  # fmt: skip
     if config_path is not None:
@@ -189,14 +312,17 @@ def write_manifests(
     for artifact, group_by in GROUPINGS.items():
         directory = cfg.output / artifact
         directory.mkdir(parents=True, exist_ok=True)
+        extra = {"quality_thresholds": thresholds, "run_fingerprint": fingerprint}
+        if not any(directory.rglob(f"*{SHARD_SUFFIX}")):  # say why it is empty: the run stopped, or none routed here
+            extra["empty_reason"] = empty_reason or f"no document was routed to {artifact}/ ({ROUTED_HERE[artifact]})"
         write_run_manifest(
             directory, name=f"{cfg.name}-{artifact}", config=cfg, config_path=config_path, inputs=inputs,
-            logging_dirs=logging_dirs, tokenizer=tokenizer, group_by=group_by,
-            extra={"quality_thresholds": thresholds},
+            logging_dirs=logging_dirs, tokenizer=tokenizer, group_by=group_by, extra=extra,
         )  # fmt: skip
         out[artifact] = directory
     write_decisions_manifest(decisions_artifact(cfg), name=f"{cfg.name}-decisions", config=cfg,
-                             config_path=config_path, inputs=inputs)  # fmt: skip
+                             config_path=config_path, inputs=inputs,
+                             extra={"empty_reason": empty_reason} if empty_reason else None)  # fmt: skip
     out["decisions"] = decisions_dir(decisions_artifact(cfg))
     return out
 
