@@ -280,7 +280,12 @@ def split_languages(rows: list[tuple]) -> tuple[list[tuple], list[tuple]]:
     """(natural, programming) from (artifact, grouping, value, documents, tokens) rows, each largest first."""
     code_artifacts = {r[0] for r in rows if r[1] in _CODE_GROUPINGS}
     natural = [r for r in rows if r[1] == "language" and r[0] not in code_artifacts]
-    programming = [r for r in rows if r[1] == "code_language" or (r[1] == "language" and r[0] in code_artifacts)]
+    with_code_language = {r[0] for r in rows if r[1] == "code_language"}  # else `language` names the code's language
+    programming = [
+        r
+        for r in rows
+        if r[1] == "code_language" or (r[1] == "language" and r[0] in code_artifacts - with_code_language)
+    ]
 
     def by_tokens(r: tuple) -> tuple:
         return (-(r[4] or 0), r[2])
@@ -859,7 +864,8 @@ nav a { margin-right: 0.8rem; font-size: 0.9rem; }
 .table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.6rem 0 1rem; font-size: 0.8rem; max-width: 100%; }
 th, td { border: 1px solid #ddd; padding: 0.15rem 0.4rem; text-align: left; overflow-wrap: break-word; }
-table.wide { font-size: 0.72rem; } th { vertical-align: bottom; }
+table.wide { font-size: 0.7rem; } table.wide th, table.wide td { padding: 0.1rem 0.25rem; }
+th { vertical-align: bottom; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; } th { background: #f4f4f4; }
 p.caption { color: #555; font-size: 0.85rem; margin: 0.8rem 0 0; }
 .figures { display: grid; grid-template-columns: repeat(var(--columns, 1), minmax(0, 1fr)); gap: 0.8rem; }
