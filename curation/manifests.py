@@ -124,9 +124,10 @@ def write_decisions_manifest(
     config: Any,
     config_path: str | Path | None,
     inputs: list[InputRef],
+    extra: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest of the decisions beside `artifact_dir` (`decisions_dir`), written even when nothing was dropped,
-    so an empty result still says that the steps ran."""
+    so an empty result still says that the steps ran (`extra`: e.g. why the run has nothing left)."""
     directory = decisions_dir(artifact_dir)
     directory.mkdir(parents=True, exist_ok=True)
     return write_manifest(
@@ -138,5 +139,6 @@ def write_decisions_manifest(
         config_path=config_path,
         inputs=inputs,
         stats=summarize_decisions(directory),
+        extra=extra or {},
         hash_files=True,
     )

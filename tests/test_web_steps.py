@@ -87,8 +87,65 @@ def test_warc_bad_records(tmp_path):
 
 def test_decode_html_prefers_declared_charsets():
     body = "<meta charset='windows-1251'><p>Привет</p>".encode("cp1251")
-    assert "Привет" in decode_html(body, "text/html")
-    assert decode_html("é".encode(), "text/html; charset=utf-8") == "é"
+    assert "Привет" in decode_html(body, "text/html").text
+    decoded = decode_html("é".encode(), "text/html; charset=utf-8")
+    assert (decoded.text, decoded.charset, decoded.repair) == ("é", "utf-8", None)
+    assert decode_html(b"<p>plain ascii</p>", "text/html; charset=iso-8859-1").repair is None
+
+
+def _mojibake_sequences(text: str) -> int:
+    """UTF-8 sequences read as Latin-1/windows-1252: 'Ã¤' for 'ä', 'â€™' for '’'."""
+    import re
+
+    return len(re.findall("[\u00c2\u00c3][\u0080-\u00bf]|\u00e2\u20ac[\u0080-\u00bf\u2018-\u201e\u2122]", text))
+
+
+def _utf8_german_gold_page(shared_data) -> dict:
+    """A real UTF-8 page of the extraction gold set with many non-ASCII characters (German umlauts)."""
+    with gzip.open(shared_data / "web" / "trafilatura_eval_dev.jsonl.gz", "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    pages = [r for r in rows if "html_raw_b64" not in r and r["html"].count("ü") > 20 and len(r["html"]) < 200_000]
+    return pages[0]
+
+
+@pytest.mark.realdata
+def test_utf8_page_declared_latin1_is_repaired_and_counted(shared_data, tmp_path):
+    """A real UTF-8 page served as ISO-8859-1 (HTTP header and <meta>): read as declared it is mojibake."""
+    import re
+
+    page = _utf8_german_gold_page(shared_data)
+    html = re.sub(r"(?i)charset\s*=\s*[\"']?utf-8", "charset=iso-8859-1", page["html"])
+    payload = html.encode("utf-8")
+    assert _mojibake_sequences(payload.decode("cp1252", "replace")) > 20  # what the old decoder kept
+    _warc(tmp_path / "a.warc.gz", [(page["url"], "text/html; charset=ISO-8859-1", payload)])
+    reader = WarcDocuments(str(tmp_path), glob_pattern="*.warc.gz")
+    (doc,) = list(reader.run())
+    assert doc.text == html  # exactly the page, umlauts intact
+    assert _mojibake_sequences(doc.text) == 0 and doc.text.count("ü") == page["html"].count("ü")
+    assert reader.stats.stats["charset_utf8_mislabelled"].total == 1
+
+
+def test_double_encoded_page_is_repaired():
+    """A page whose UTF-8 text was encoded a second time (declared UTF-8, valid UTF-8, full of 'Ã¼')."""
+    text = "<html><body><p>Die Größe der Übungsräume für Schüler – „groß“ genügt.</p></body></html>"
+    twice = text.encode("utf-8").decode("cp1252").encode("utf-8")
+    decoded = decode_html(twice, "text/html; charset=utf-8")
+    assert decoded.text == text and decoded.repair == "mojibake"
+
+
+@pytest.mark.realdata
+def test_legacy_charset_pages_still_decode(shared_data):
+    """The 14 non-UTF-8 pages of the gold set (their original bytes): every gold snippet found before is found."""
+    import base64
+
+    with gzip.open(shared_data / "web" / "trafilatura_eval_dev.jsonl.gz", "rt", encoding="utf-8") as f:
+        rows = [r for r in map(json.loads, f) if "html_raw_b64" in r]
+    assert len(rows) == 14
+    for row in rows:
+        decoded = decode_html(base64.b64decode(row["html_raw_b64"]))
+        assert decoded is not None and "\ufffd" not in decoded.text
+        before = [s for s in row.get("with") or [] if s in row["html"]]
+        assert all(s in decoded.text for s in before), row["url"]
 
 
 def test_jsonl_reader_counts_malformed_lines(tmp_path):

@@ -33,7 +33,7 @@ from curation.decisions import mark_drop
 from curation.web.extract import settings_for
 from curation.web.fast_filters import FastGopherRepetitionFilter
 from curation.web.math_extract import extract_page, has_tex_text
-from curation.web.readers import IS_HTML_KEY
+from curation.web.readers import IS_HTML_KEY, decode_html
 from curation.web.words import UNSPACED_LANGUAGES, MemoWordTokenizer, RegexWordTokenizer
 from nano2.contracts.documents import Meta
 from nano2.errors import Nano2Error
@@ -238,20 +238,6 @@ def payload_problem(text: str | None, max_chars: int = MAX_HTML_CHARS) -> str | 
     return None
 
 
-def decode_payload(payload: bytes) -> str | None:
-    """UTF-8, else the encoding resiliparse detects; None when neither decodes cleanly."""
-    from resiliparse.parse.encoding import detect_encoding
-
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return payload.decode(detect_encoding(payload))
-    except (UnicodeDecodeError, LookupError):
-        return None
-
-
 class _PageExtraction:
     """A picklable callable for the sandbox process that hands exceptions back instead of dying on them."""
 
@@ -328,11 +314,13 @@ class FastExtractor(PipelineStep):
             return None
         payload = doc.text
         if isinstance(payload, bytes | bytearray):
-            payload = decode_payload(bytes(payload))
-            if payload is None:
+            decoded = decode_html(bytes(payload))
+            if decoded is None:
                 doc.text = ""
                 return "undecodable"
-            doc.text = payload
+            if decoded.repair:
+                self.stat_update(f"charset_{decoded.repair}")
+            doc.text = payload = decoded.text
         problem = payload_problem(payload, self.max_chars)
         if problem:
             return problem
