@@ -22,6 +22,7 @@ from nano2.app.report import (
     funnel_rows,
     loss_caveats,
     mixture_series,
+    percent,
     readable_step,
     score_caveat,
     sort_levels,
@@ -321,3 +322,8 @@ def test_typed_cells():
     assert [typed_cell(c) for c in ("19", "0.0059604", "True", "False", "", "width")] == [
         19, 0.0059604, True, False, None, "width",
     ]  # fmt: skip
+
+
+def test_percent_never_rounds_a_share_to_zero():
+    assert percent(275, 599_000) == 0.046  # nl in the micro run: 0.0459%
+    assert (percent(509, 510), percent(0, 10), percent(1, 0)) == (99.8, 0.0, None)

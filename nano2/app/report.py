@@ -155,6 +155,14 @@ def stage_section(run_dir: Path) -> Section:
     return section
 
 
+def percent(part: float, whole: float) -> float | None:
+    """100 * part / whole to one decimal, or two significant digits below 0.1% (a small share never reads as 0)."""
+    if not whole:
+        return None
+    value = 100 * part / whole
+    return round(value, 1) if value == 0 or abs(value) >= 0.1 else float(f"{value:.2g}")
+
+
 # datatrove's step types ("🔻 - FILTER", "🛢 - EXTRAC", "🫂 - DEDUPS") cut to a few letters, spelled out
 _STEP_KINDS = {
     "READER": "read",
@@ -205,7 +213,7 @@ def funnel_rows(artifacts: list[Any], steps: list[dict[str, Any]]) -> list[tuple
         if "total" in stats and ("forwarded" in stats or "dropped" in stats):
             total = int(stats["total"])
             forwarded = int(stats.get("forwarded", total - int(stats.get("dropped", 0))))
-            kept = round(100 * forwarded / total, 1) if total else None
+            kept = percent(forwarded, total)
             rows.append((position, kind, name, total, forwarded, total - forwarded, kept))
         elif written:  # a router: one row per artifact it wrote, named by the artifact's own manifest name
             routed = sum(written.values())
@@ -213,7 +221,7 @@ def funnel_rows(artifacts: list[Any], steps: list[dict[str, Any]]) -> list[tuple
             for folder in sorted(set(written) | set(by_folder), key=lambda f: -written.get(f, 0)):
                 out = written.get(folder, 0)
                 target = by_folder.get(folder, f"{folder}/ (no manifest)")
-                share = round(100 * out / routed, 1) if routed else None
+                share = percent(out, routed)
                 rows.append((position, "route", f"to {target}", routed, out, None, share))
     return rows
 
@@ -296,7 +304,7 @@ def split_languages(rows: list[tuple]) -> tuple[list[tuple], list[tuple]]:
 def _share_rows(rows: list[tuple], key: int) -> list[tuple]:
     """(value, artifact, documents, tokens, % of tokens) with the share taken over `rows`."""
     total = sum(r[4] or 0 for r in rows)
-    return [(r[key], r[0], r[3], r[4], round(100 * (r[4] or 0) / total, 1) if total else None) for r in rows]
+    return [(r[key], r[0], r[3], r[4], percent(r[4] or 0, total)) for r in rows]
 
 
 def _totals(rows: list[tuple], sort_by_tokens: bool = True) -> dict[str, int]:
@@ -324,30 +332,15 @@ def levels_languages_section(audit) -> Section:
     if not (levels or natural or programming):
         section.missing = "no curated artifacts with per-level or per-language stats"
         return section
-    if levels:
-        section.tables.append(
-            Table(
-                ["level", "buckets", "artifact", "documents", "tokens", "% tokens"],
-                [(r[0], ranges.get(r[0], ""), *r[1:]) for r in _share_rows(levels, 2)],
-                "quality levels, low -> high (buckets 0-19 of the classifier ensemble, 0 = lowest)",
-            )
-        )
-    if natural:
-        section.tables.append(
-            Table(
-                ["language", "artifact", "documents", "tokens", "% tokens"],
-                _share_rows(natural, 2),
-                "natural languages",
-            )
-        )
-    if programming:
-        section.tables.append(
-            Table(
-                ["language", "artifact", "files", "tokens", "% tokens"],
-                _share_rows(programming, 2),
-                "programming languages (kept code)",
-            )
-        )
+    tables = [
+        (["level", "buckets", "artifact", "documents", "tokens", "% tokens"],
+         [(r[0], ranges.get(r[0], ""), *r[1:]) for r in _share_rows(levels, 2)],
+         "quality levels, low -> high (buckets of the classifier ensemble, 0 = lowest)"),
+        (["language", "artifact", "documents", "tokens", "% tokens"], _share_rows(natural, 2), "natural languages"),
+        (["language", "artifact", "files", "tokens", "% tokens"], _share_rows(programming, 2),
+         "programming languages (kept code)"),
+    ]  # fmt: skip
+    section.tables.extend(Table(columns, body, caption) for columns, body, caption in tables if body)
     panels = [
         ("tokens by quality level, low -> high", _totals(levels, sort_by_tokens=False)),
         ("tokens by natural language", _totals(natural)),
