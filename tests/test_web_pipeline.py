@@ -171,3 +171,106 @@ def test_ray_executor_local_cluster(tmp_path, shared_data):
         ray.shutdown()
     assert _final_documents(tmp_path / "curated")
     assert read_manifest(tmp_path / "curated" / "web").stats.documents > 0
+
+
+# --- empty results: nothing survives a step, the run still ends with empty artifacts and the reason ---------------
+
+
+def _gold_pages(shared: Path) -> list[dict]:
+    import gzip
+    import json
+
+    with gzip.open(shared / "web" / "trafilatura_eval_dev.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def _one_record_warc(path: Path, url: str, html: str) -> None:
+    from io import BytesIO
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as fh:
+        writer = WARCWriter(fh, gzip=True)
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.0")
+        record = writer.create_warc_record(url, "response", payload=BytesIO(html.encode()), http_headers=http)
+        writer.write_record(record)
+
+
+def _empty_case(case: str, inputs: Path, shared: Path) -> tuple[dict, str]:
+    """Write the input of one case; return its input spec and the reason the decisions must hold (or '')."""
+    pages = _gold_pages(shared)
+    if case == "empty_warc":
+        (inputs / "empty.warc").write_bytes(b"")
+        return {"kind": "warc", "path": str(inputs)}, ""
+    if case == "one_german_page":  # the language ID keeps en and fr only: a German page has nowhere to go
+        page = next(p for p in pages if "html_raw_b64" not in p and "Größe" in p["html"] and ".de/" in p["url"])
+        _one_record_warc(inputs / "one.warc.gz", page["url"], page["html"])
+        return {"kind": "warc", "path": str(inputs)}, "language_de"
+    if case == "lone_10mb_page":  # a real page's body repeated to 10 MB
+        page = next(p for p in pages if "html_raw_b64" not in p and len(p["html"]) > 50_000)
+        html = page["html"] * (10_000_000 // len(page["html"]) + 1)
+        _one_record_warc(inputs / "big.warc.gz", page["url"], html)
+        return {"kind": "warc", "path": str(inputs)}, "too_large"
+    assert case == "broken_jsonl"  # real CCNet rows, every line cut in the middle
+    lines = (shared / "web" / "ccnet_cc_en_head_0091.jsonl").read_text(encoding="utf-8").splitlines()
+    (inputs / "cut.jsonl").write_text("".join(line[: len(line) // 2] + "\n" for line in lines), encoding="utf-8")
+    return {"kind": "jsonl", "path": str(inputs), "glob": "*.jsonl"}, "malformed_json"
+
+
+@pytest.mark.parametrize("case", ["empty_warc", "one_german_page", "lone_10mb_page", "broken_jsonl"])
+def test_nothing_left_is_an_empty_result(tmp_path, shared_data, cli, case):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    spec, reason = _empty_case(case, inputs, shared_data)
+    cfg = {
+        "name": "empty", "output_dir": str(tmp_path / "curated"), "work_dir": str(tmp_path / "work"),
+        "inputs": [spec], "executor": {"kind": "local", "tasks": 1, "workers": 1},
+        "language": {"english": True, "multilingual": ["fr"]}, "quality": {"classifiers": []},
+    }  # fmt: skip
+    config = tmp_path / "web.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = cli("curate", "web", config)
+    assert result.code == 0, result.err
+    out = tmp_path / "curated"
+    for artifact in ARTIFACTS:
+        manifest = read_manifest(out / artifact)
+        assert manifest.stats.documents == 0 and manifest.stats.tokens == 0
+        assert manifest.extra["empty_reason"].startswith("nothing left after extract")
+    drops = read_manifest(decisions_dir(out / "web"))
+    assert drops.extra["empty_reason"] == read_manifest(out / "web").extra["empty_reason"]
+    if reason:
+        assert reason in drops.extra["empty_reason"]
+        rows = Audit(out).query("SELECT reason FROM decisions WHERE NOT kept").fetchall()
+        assert rows and all(r == (reason,) for r in rows)
+    else:
+        assert drops.stats.documents == 0 and "held no document" in drops.extra["empty_reason"]
+    assert "nothing left after extract" in result.out
+
+
+def test_a_rerun_with_other_inputs_is_refused_unless_fresh(tmp_path, shared_data, cli):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    lines = (shared_data / "web" / "ccnet_cc_en_head_0091.jsonl").read_text(encoding="utf-8").splitlines()
+    (first / "a.jsonl").write_text(lines[0] + "\n", encoding="utf-8")
+    (second / "b.jsonl").write_text(lines[1] + "\n", encoding="utf-8")
+
+    def config(folder: Path) -> Path:
+        cfg = {
+            "name": "rerun", "output_dir": str(tmp_path / "curated"), "work_dir": str(tmp_path / "work"),
+            "inputs": [{"kind": "jsonl", "path": str(folder)}], "quality": {"classifiers": []},
+            "executor": {"kind": "local", "tasks": 1, "workers": 1}, "dedup": {"minhash": {"enabled": False}},
+        }  # fmt: skip
+        path = tmp_path / f"{folder.name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    assert cli("curate", "web", config(first)).code == 0
+    assert cli("curate", "web", config(first)).code == 0  # the same config resumes
+    refused = cli("curate", "web", config(second))
+    assert refused.code == 2 and "--fresh" in refused.err and len(refused.err.strip().splitlines()) == 1
+    fresh = cli("curate", "web", config(second), "--fresh")
+    assert fresh.code == 0, fresh.err
+    files = [str(p) for a in ARTIFACTS for p in (tmp_path / "curated" / a).rglob("*.parquet")]
+    ids = {row[0] for row in duckdb.sql(f"SELECT source FROM read_parquet({files})").fetchall()}
+    assert ids and all("b.jsonl" in source for source in ids)  # nothing of the first input is left
