@@ -1,52 +1,61 @@
-"""Run model-written programs (eval samples, reasoning SFT answers) in a subprocess with limits; classify the outcome.
+"""Run model-written programs (eval samples, reasoning SFT answers, code rewards) under kernel isolation; judge them.
 
-The only place generated code runs: the eval score and the SFT data filter both call it, so one program gets one
-verdict under one set of guards, and no code path runs model output in a bare interpreter.
+The only place generated code runs: the eval score, the SFT data filter and the rewards all call it, so one program
+gets one verdict under one set of guards, and no code path runs model output in a bare interpreter.
 
-Threat model, honestly: this guards the host and the evaluation run against *accidental* damage by model-written
-code (infinite loops, fork bombs, memory hogs, stray file writes, network calls, reading the repository). It is not a
-security boundary against a determined attacker. The in-process guard is a Python audit hook living in the same
-interpreter as the untrusted code: code that digs out the hook's state (e.g. via `gc`) can switch it off, calls the
-hook does not see get past it (`os.stat` is not audited, so the existence of files leaks; C extensions open files
-without events), and reads of world-readable files are then stopped by nothing but that hook. The kernel-level layers
-(limits, network namespace, unprivileged uid) hold regardless. For hostile code use a VM or gVisor/nsjail.
+The boundary is the kernel, through bubblewrap (Debian's `bubblewrap`, the tool Flatpak builds on; chosen over
+nsjail because it is packaged in Debian, needs no config language, and runs unprivileged through user namespaces as
+well as under root). Each program runs in `bwrap` with:
+- new user, mount, pid, network, ipc, uts (and cgroup where possible) namespaces, `--die-with-parent`,
+  `--new-session` (no terminal to inject into); no `/proc` is mounted;
+- a read-only root holding only the interpreter, its stdlib and the shared libraries they load (no repository,
+  no host `/tmp`, `/dev/shm` or `$HOME`); `_ctypes` is masked so native code cannot be loaded; a private size-capped
+  tmpfs `/tmp` is the working directory, HOME and TMPDIR; a private minimal `/dev`;
+- a seccomp filter (x86-64) that refuses ptrace, process_vm_*, mount, namespace creation (unshare, setns, clone
+  with namespace flags), keyctl, bpf, perf_event_open, userfaultfd, io_uring, kernel-module and reboot calls, and
+  every `socket()`;
+- resource limits set before user code (CPU, address space, processes, file size, descriptors, no core files); as
+  root, bwrap itself runs under a fresh unprivileged uid, so RLIMIT_NPROC is enforced and the uid's whole process
+  set can be killed; at the deadline the process group is killed, which takes bwrap's pid namespace with it.
+Without bwrap the sandbox refuses to run anything (`SandboxUnavailable`); there is no weaker fallback. A Python audit
+hook stays inside as defence in depth (process creation, network, ctypes, limit changes, signals, introspection).
 
-Layers, each on where the host allows it (`sandbox_capabilities()` reports what is on here):
-- a fresh temporary working directory per sample (cwd, HOME and TMPDIR), removed afterwards; stripped environment;
-  `python -I -S -B` (no site-packages, no user site, no bytecode writes), so sys.path is the stdlib only and the
-  repository is never on it;
-- resource limits set in the child before user code: RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_NPROC, RLIMIT_FSIZE
-  (also caps stdout/stderr, which go to files), RLIMIT_NOFILE, no core files;
-- a wall-clock timeout; the child leads its own session, and the whole process group is killed at the end (and,
-  when the child runs under its own uid, every process of that uid);
-- a network namespace with no interfaces (`unshare(CLONE_NEWNET)` as root, with a user namespace otherwise);
-- as root: a drop to a fresh unprivileged uid (file permissions apply, and RLIMIT_NPROC is enforced; the kernel
-  ignores RLIMIT_NPROC for root), when the interpreter's stdlib is readable by other users;
-- an audit hook (`sys.addaudithook`, cannot be removed) that blocks: opening files outside the work dir except
-  read-only access to the stdlib; listing directories outside them; writes, renames, deletes outside the work dir;
-  fork/exec/spawn/system/Popen and importing `_posixsubprocess` (so `subprocess`/`multiprocessing` are refused);
-  socket connect/bind/send and DNS; killing other processes; ctypes; raising resource limits. A blocked action
-  raises an exception that derives from BaseException (so `except Exception` cannot swallow it) and the verdict is
-  `blocked` with the reason.
+Verdicts the program cannot forge: the program text reaches the harness on a descriptor it reads and closes before
+any user code runs, together with a per-run secret drawn by the parent. The verdict goes back on a pipe whose first
+line must carry that secret; the harness writes it only after the last test statement has run and the checks below
+hold, then `os._exit`s. Anything else on the pipe (a forged `passed`, a line without the secret, extra bytes) scores
+`failed`, as does no line at all (`sys.exit`, `os._exit`, a crash before the end). The secret lives only in the
+harness's frame: the introspection that could reach it (frames via `sys._getframe`, tracebacks or generators,
+`gc`, tracing hooks, ctypes, `/proc/self/mem`) is refused by the hook or absent from the mount.
+The tests (the trusted part: a benchmark's asserts, a task's checks) run in their own namespace with a pristine copy
+of the builtins, and are rewritten so that every value they compare, combine, negate or assert must be of a built-in
+static type (recursively through containers): an object whose `__eq__` always returns True, or whose `__sub__`
+returns 0, cannot pass. The builtins module and every module the tests import (and their classes) are snapshotted
+before the solution runs; a solution that patches them (`unittest.TestCase.assertEqual`, `builtins.isinstance`,
+`math.isclose`) scores `failed`.
 
-Verdicts: passed, failed (an AssertionError), error (any other exception, a syntax error, an early exit), timeout
-(wall clock or CPU limit), memory (MemoryError under RLIMIT_AS), killed (a signal: output size limit, crash), blocked.
+Verdicts: passed, failed (an AssertionError, an early exit, a forged or missing verdict, patched test helpers),
+error (any other exception, a syntax error), timeout (wall clock or CPU limit), memory (MemoryError under
+RLIMIT_AS), killed (a signal: output size limit, crash), blocked (the audit hook refused an action).
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import inspect
 import json
 import os
+import platform
 import random
+import secrets
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,22 +71,39 @@ from nano2.errors import Nano2Error
 Verdict = Literal["passed", "failed", "error", "timeout", "memory", "killed", "blocked"]
 VERDICTS: tuple[Verdict, ...] = ("passed", "failed", "error", "timeout", "memory", "killed", "blocked")
 PROGRAM_NAME = "solution.py"
-_SANDBOX_UID_BASE = 2_100_000_000  # far above system and subuid ranges; one fresh uid per sample
+TESTS_NAME = "tests.py"
+SANDBOX_DIR = "/tmp"  # the private tmpfs inside the sandbox: cwd, HOME and TMPDIR
+_SANDBOX_UID_BASE = 2_000_000_000  # < 2**31 (bwrap reads an int); far above system uids; one fresh uid per run
+_PAYLOAD_FD, _VERDICT_FD, _SECCOMP_FD = 3, 4, 5
+
+
+class SandboxUnavailable(Nano2Error):
+    """The kernel isolation tool is missing or cannot run here: generated code is refused, never run unguarded."""
 
 
 class SandboxLimits(BaseModel):
-    """Per-sample limits. `allow_fork` lets the program fork (only where RLIMIT_NPROC is enforced by the kernel)."""
+    """Per-sample limits. `allow_fork` lets the program fork (RLIMIT_NPROC and the pid namespace still cap it)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    wall_s: float = Field(10.0, gt=0, description="wall-clock seconds before the process group is killed")
+    wall_s: float = Field(10.0, gt=0, description="wall-clock seconds before the process tree is killed")
     cpu_s: int = Field(10, ge=1, description="CPU seconds (RLIMIT_CPU)")
     memory_mb: int = Field(1024, ge=128, description="address space in MiB (RLIMIT_AS)")
-    nproc: int = Field(16, ge=1, description="processes/threads of the sandbox user (RLIMIT_NPROC)")
+    nproc: int = Field(16, ge=1, description="processes/threads the program may add (RLIMIT_NPROC)")
     file_size_mb: int = Field(16, ge=1, description="largest file the program may write, stdout/stderr included")
+    tmp_size_mb: int = Field(64, ge=1, description="size of the private /tmp (all files together)")
     open_files: int = Field(64, ge=16, description="file descriptors (RLIMIT_NOFILE)")
     output_bytes: int = Field(65536, ge=1024, description="bytes of stdout and of stderr kept in the result")
-    allow_fork: bool = Field(False, description="let the program fork (needs a kernel-enforced RLIMIT_NPROC)")
+    allow_fork: bool = Field(False, description="let the program fork (the audit hook refuses it otherwise)")
+
+
+@dataclass(frozen=True)
+class Program:
+    """A solution (untrusted) and the tests that judge it (trusted); the preamble (imports) runs before both."""
+
+    solution: str
+    tests: str = ""
+    preamble: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,80 +127,79 @@ class SandboxResult:
 
 @dataclass(frozen=True)
 class SandboxCapabilities:
-    """What the sandbox can enforce on this host (record it with results; see the module docstring)."""
+    """What the sandbox enforces on this host (recorded with results)."""
 
     interpreter: str
-    network_mode: str  # "tool" (unshare(1) wrapper), "net" / "user+net" (the child unshares), "none"
-    privilege_drop: bool
-    nproc_enforced: bool
+    tool: str
+    tool_version: str
     running_as_root: bool
+    privilege_drop: bool
+    seccomp: bool
+    binds: tuple[str, ...]
     notes: tuple[str, ...] = ()
 
     @property
     def network_namespace(self) -> bool:
-        return self.network_mode != "none"
+        return True
+
+    @property
+    def nproc_enforced(self) -> bool:
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "interpreter": self.interpreter,
-            "network_mode": self.network_mode,
-            "privilege_drop": self.privilege_drop,
-            "nproc_enforced": self.nproc_enforced,
+            "tool": self.tool,
+            "tool_version": self.tool_version,
+            "namespaces": ["user", "mount", "pid", "net", "ipc", "uts"],
             "running_as_root": self.running_as_root,
+            "privilege_drop": self.privilege_drop,
+            "seccomp": self.seccomp,
+            "read_only_binds": list(self.binds),
             "notes": list(self.notes),
         }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The child side. This function is sent as source text to `python -I -S -c`, so it imports only the stdlib, defines
-# everything it needs inside itself, and never touches the repository.
+# The harness. Sent as source text to `python -I -S -B -c` inside bwrap: it imports only the stdlib and defines
+# everything inside itself, so nothing of it is reachable from the solution's globals.
 # ---------------------------------------------------------------------------------------------------------------------
 
 
 def _child_main() -> None:
-    """Isolate (network namespace, limits, uid), install the audit hook, run solution.py, report on the result fd."""
-    # Only builtin modules here (json, traceback or signal would import re/enum and double the start-up time).
+    """Read the payload, set limits, install the hook, run preamble + solution + rewritten tests, report."""
     import _signal
+    import ast
+    import builtins
     import os
     import resource
     import sys
 
     _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)  # Python ignores it; at the file size limit the kernel kills us
-
-    config = eval(sys.argv[1], {"__builtins__": {}})  # a dict literal written by the parent
+    payload_fd, verdict_fd = int(sys.argv[1]), int(sys.argv[2])
+    chunks = []
+    while True:
+        chunk = os.read(payload_fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(payload_fd)
+    config = ast.literal_eval(b"".join(chunks).decode("utf-8"))
+    del chunks
+    secret = config.pop("secret").encode("ascii")
     sys.argv = [config["program"]]
-    result_fd = config["result_fd"]
-    report: dict = {"verdict": "error", "reason": "", "network_isolated": False, "uid": os.getuid()}
+    report: dict = {"verdict": "error", "reason": "", "uid": os.getuid()}
+    write, exit_now, type_, id_, len_, isinstance_ = os.write, os._exit, type, id, len, isinstance
+    repr_, str_, getattr_, dict_, set_ = repr, str, getattr, dict, set
 
-    def unshare(flags: int) -> None:
-        if hasattr(os, "unshare"):
-            os.unshare(flags)
-            return
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(flags) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno))
-
-    if config["netns"] in ("net", "user+net"):  # otherwise "tool": the unshare(1) wrapper already did it
-        uid, gid = os.getuid(), os.getgid()
+    def finish() -> None:
         try:
-            if config["netns"] == "net":
-                unshare(0x40000000)  # CLONE_NEWNET
-            else:
-                unshare(0x10000000 | 0x40000000)  # CLONE_NEWUSER | CLONE_NEWNET, then map our own ids
-                for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-                    with open(f"/proc/self/{name}", "w") as handle:
-                        handle.write(text)
-        except OSError as exc:
-            report["network_error"] = str(exc)
-        for name in ("ctypes", "_ctypes", "ctypes._endian"):  # a later `import ctypes` must go through the hook
-            sys.modules.pop(name, None)
-    try:
-        report["network_isolated"] = os.readlink("/proc/self/ns/net") != config["parent_netns"]
-    except OSError as exc:
-        report["network_error"] = f"cannot read /proc/self/ns/net: {exc}"
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            pass
+        write(verdict_fd, secret + b" " + repr_(report).encode("utf-8", "replace") + b"\n")
+        exit_now(0)
 
     limits = config["limits"]
 
@@ -192,195 +217,335 @@ def _child_main() -> None:
     lower(resource.RLIMIT_NOFILE, limits["open_files"])
     lower(resource.RLIMIT_CORE, 0)
 
-    if config["uid"] is not None:
-        os.setgroups([])
-        os.setresgid(config["uid"], config["uid"], config["uid"])
-        os.setresuid(config["uid"], config["uid"], config["uid"])
-    report["uid"] = os.getuid()
+    # -- the trusted tests: compiled now, before any untrusted code runs, with strict comparisons -------------------
+    heap_flag = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made at run time, whose methods can be anything
 
-    workdir = os.path.realpath(os.getcwd())
-    with open(config["program"], encoding="utf-8") as handle:
-        source = handle.read()
+    def plain(value: object, depth: int = 0, seen: set | None = None) -> bool:
+        """Of a static built-in type all the way down (such a value's comparisons cannot be patched)."""
+        kind = type_(value)
+        if kind.__flags__ & heap_flag or depth > 50:
+            return False
+        if kind in (list, tuple, set, frozenset, dict):
+            seen = seen if seen is not None else set_()
+            if id_(value) in seen:
+                return True
+            seen.add(id_(value))
+            items = value.items() if kind is dict else value  # type: ignore[attr-defined]
+            for item in items:
+                if kind is dict:
+                    if not (plain(item[0], depth + 1, seen) and plain(item[1], depth + 1, seen)):
+                        return False
+                elif not plain(item, depth + 1, seen):
+                    return False
+        return True
 
+    def strict(value: object) -> object:
+        if not plain(value):
+            raise AssertionError(f"a test saw a value of type {type_(value).__name__!s}, not a built-in value")
+        return value
+
+    operators = {
+        "Eq": lambda a, b: a == b,
+        "NotEq": lambda a, b: a != b,
+        "Lt": lambda a, b: a < b,
+        "LtE": lambda a, b: a <= b,
+        "Gt": lambda a, b: a > b,
+        "GtE": lambda a, b: a >= b,
+        "In": lambda a, b: a in b,
+        "NotIn": lambda a, b: a not in b,
+        "Is": lambda a, b: a is b,
+        "IsNot": lambda a, b: a is not b,
+    }
+
+    def compare(names: tuple, *values: object) -> bool:
+        for index, name in enumerate(names):
+            left, right = values[index], values[index + 1]
+            if name not in ("Is", "IsNot"):
+                strict(left)
+                strict(right)
+            if not operators[name](left, right):
+                return False
+        return True
+
+    class Strict(ast.NodeTransformer):
+        def visit_Compare(self, node: ast.Compare) -> ast.AST:
+            self.generic_visit(node)
+            names = ast.Tuple([ast.Constant(type_(op).__name__) for op in node.ops], ast.Load())
+            call = ast.Call(ast.Name("__nano2_compare__", ast.Load()), [names, node.left, *node.comparators], [])
+            return ast.copy_location(call, node)
+
+        def _wrap(self, expr: ast.expr) -> ast.expr:
+            return ast.copy_location(ast.Call(ast.Name("__nano2_strict__", ast.Load()), [expr], []), expr)
+
+        def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+            self.generic_visit(node)
+            node.left, node.right = self._wrap(node.left), self._wrap(node.right)
+            return node
+
+        def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+            self.generic_visit(node)
+            node.operand = self._wrap(node.operand)
+            return node
+
+        def visit_Assert(self, node: ast.Assert) -> ast.AST:
+            self.generic_visit(node)
+            node.test = self._wrap(node.test)
+            return node
+
+    def imported(tree: ast.AST) -> list[str]:
+        names = []
+        for node in ast.walk(tree):
+            if isinstance_(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance_(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+        return names
+
+    report["stage"] = "compile"
+    try:
+        preamble_code = compile(config["preamble"], "preamble.py", "exec")
+        solution_code = compile(config["solution"], config["program"], "exec")
+        tests_tree = ast.parse(config["tests"], config["tests_name"])
+        tests_code = compile(ast.fix_missing_locations(Strict().visit(tests_tree)), config["tests_name"], "exec")
+    except BaseException as exc:
+        report.update(verdict="error", reason=f"{type_(exc).__name__}: {exc}")
+        finish()
+    # the modules the tests rely on, imported before the solution can patch them, then watched
+    watched = {"builtins": builtins}
+    for name in imported(tests_tree) + imported(ast.parse(config["preamble"])):
+        try:
+            __import__(name)
+            for prefix in [".".join(name.split(".")[: i + 1]) for i in range(name.count(".") + 1)]:
+                watched[prefix] = sys.modules[prefix]
+        except BaseException:
+            pass
+    if "unittest" in watched:
+        import unittest.case
+
+        watched["unittest.case"] = unittest.case
+
+    def snapshot() -> dict:
+        state = {}
+        for name, module in watched.items():
+            state[name] = (id_(sys.modules.get(name)), {k: id_(v) for k, v in dict_(module.__dict__).items()})
+            for key, value in dict_(module.__dict__).items():
+                if type_(value) is type_ and getattr_(value, "__module__", None) == name:
+                    state[f"{name}.{key}"] = (id_(value), {k: id_(v) for k, v in dict_(value.__dict__).items()})
+        return state
+
+    def changed(before: dict) -> str | None:
+        after = snapshot()
+        for name, value in before.items():
+            if after.get(name) != value:
+                return name
+        return None
+
+    pristine_builtins = dict_(builtins.__dict__)
+    before = snapshot()
+
+    # -- the audit hook: defence in depth; never switched off once user code has run --------------------------------
     class SandboxViolation(BaseException):
         """Raised by the audit hook; a BaseException so that `except Exception` in user code cannot hide it."""
 
-    read_roots = [workdir] + [os.path.realpath(entry) for entry in sys.path if entry]
-    write_roots = [workdir]
-    devices = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"}
-    violations: list[str] = []
-    state = {"active": False, "forked": False}
+    violations: list = []
+    forked = [False]
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-    realpath, fspath, fsdecode = os.path.realpath, os.fspath, os.fsdecode
-    process_events = {"os.exec", "os.posix_spawn", "os.spawn", "os.system", "subprocess.Popen", "os.startfile"}
-    fork_events = {"os.fork", "os.forkpty"}
-    network_events = {
-        "socket.connect",
-        "socket.bind",
-        "socket.sendto",
-        "socket.sendmsg",
-        "socket.getaddrinfo",
-        "socket.gethostbyname",
-        "socket.gethostbyname_ex",
-        "socket.gethostbyaddr",
-        "socket.getnameinfo",
-    }
-    native_events = {"ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function"}
-    path_write_events = {
-        "os.remove",
-        "os.rmdir",
-        "os.mkdir",
-        "os.chmod",
-        "os.chown",
-        "os.utime",
-        "os.truncate",
-        "os.chflags",
-        "os.lchflags",
-        "os.setxattr",
-        "os.removexattr",
-        "shutil.rmtree",
-        "shutil.chown",
-    }
-    copy_events = {"os.link", "shutil.copyfile", "shutil.copytree", "shutil.copymode", "shutil.copystat"}
-
-    def resolve(path: object) -> str | None:
-        if path is None or isinstance(path, int):  # an already-open descriptor was checked when it was opened
-            return None
-        try:
-            return realpath(fsdecode(fspath(path)))  # type: ignore[arg-type]
-        except (TypeError, ValueError, OSError):
-            return "<unresolvable path>"
-
-    def inside(path: str, roots: list[str]) -> bool:
-        return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+    process_events = frozenset({"os.exec", "os.posix_spawn", "os.spawn", "os.system", "subprocess.Popen"})
+    fork_events = frozenset({"os.fork", "os.forkpty"})
+    network_events = frozenset(
+        {
+            "socket.__new__",
+            "socket.connect",
+            "socket.bind",
+            "socket.sendto",
+            "socket.sendmsg",
+            "socket.getaddrinfo",
+            "socket.gethostbyname",
+            "socket.gethostbyname_ex",
+            "socket.gethostbyaddr",
+            "socket.getnameinfo",
+        }
+    )
+    introspection_events = frozenset(
+        {
+            "sys._getframe",
+            "sys._current_frames",
+            "sys._current_exceptions",
+            "sys.settrace",
+            "sys.setprofile",
+            "sys.addaudithook",
+            "gc.get_objects",
+            "gc.get_referrers",
+            "gc.get_referents",
+            "object.__setattr__",
+            "object.__delattr__",
+        }
+    )
+    frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_locals", "f_globals"})
+    allow_fork, own_pid, str_startswith = config["allow_fork"], os.getpid(), str.startswith
 
     def block(reason: str) -> None:
         violations.append(reason)
         raise SandboxViolation(reason)
 
-    def check_read(path: object) -> None:
-        resolved = resolve(path)
-        if resolved is None or resolved in devices or inside(resolved, read_roots):
-            return
-        block(f"read outside the sandbox: {resolved}")
-
-    def check_write(path: object) -> None:
-        resolved = resolve(path)
-        if resolved is None or resolved == "/dev/null" or inside(resolved, write_roots):
-            return
-        block(f"write outside the sandbox: {resolved}")
-
     def hook(event: str, args: tuple) -> None:
-        if not state["active"]:
-            return
         if event == "open":
-            path, mode, flags = (*args, None, None, None)[:3]
-            writing = bool(flags & write_flags) if isinstance(flags, int) else any(c in str(mode or "") for c in "wax+")
-            (check_write if writing else check_read)(path)
-        elif event in ("os.listdir", "os.scandir"):
-            check_read(args[0] if args and args[0] is not None else ".")
-        elif event in path_write_events:
-            check_write(args[0])
-        elif event == "os.rename":
-            check_write(args[0])
-            check_write(args[1])
-        elif event == "os.symlink":
-            check_write(args[1])
-        elif event in copy_events or event == "shutil.move":
-            (check_write if event == "shutil.move" else check_read)(args[0])
-            check_write(args[1])
-        elif (event in fork_events and not config["allow_fork"]) or event in process_events:
+            path, flags = args[0], args[2] if len_(args) > 2 else None
+            writing = type_(flags) is int and flags & write_flags and type_(path) is str
+            if writing and path != "/dev/null" and str_startswith(path, "/") and not str_startswith(path, "/tmp/"):
+                block(f"write outside the sandbox: {path}")
+        elif event in process_events or (event in fork_events and not allow_fork):
             block(f"process creation ({event})")
         elif event in network_events:
             block(f"network access ({event})")
-        elif event in native_events:
+        elif str_startswith(event, "ctypes."):
             block(f"native code access ({event})")
         elif event in ("resource.setrlimit", "resource.prlimit"):
             block(f"changing resource limits ({event})")
         elif event in ("os.kill", "os.killpg", "signal.pthread_kill"):
-            if event != "os.kill" or args[0] != os.getpid():
+            if event != "os.kill" or args[0] != own_pid:
                 block(f"signalling another process ({event})")
         elif event in ("os.chroot", "os.setns", "os.unshare"):
             block(f"namespace change ({event})")
-        elif event == "import" and args and args[0] == "_posixsubprocess":
-            # its fork_exec() raises no audit event of its own (multiprocessing calls it directly), and an exec'd
-            # program runs without this hook; `import subprocess` needs it, so subprocess is refused at import
-            block("process creation (import _posixsubprocess)")
+        elif event in introspection_events:
+            block(f"introspection of the harness ({event})")
+        elif event == "object.__getattr__" and len_(args) > 1 and args[1] in frame_attributes:
+            block(f"introspection of the harness (frame access: {args[1]})")
+        elif event == "import" and args and args[0] in ("_posixsubprocess", "_ctypes", "gc"):
+            block(f"process creation or introspection (import {args[0]})")
 
-    def in_child_after_fork() -> None:
-        state["forked"] = True
+    def after_fork_in_child() -> None:
+        forked[0] = True
 
-    os.register_at_fork(after_in_child=in_child_after_fork)
+    os.register_at_fork(after_in_child=after_fork_in_child)
     reserve = bytearray(4 << 20)  # freed on MemoryError so the report can still be written
-    sys.addaudithook(hook)
-
-    def last_program_line(exc: BaseException) -> str:
-        line, tb = None, exc.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == config["program"]:
-                line = tb.tb_lineno
-            tb = tb.tb_next
-        if line is None:
-            return ""
-        lines = source.splitlines()
-        text = lines[line - 1].strip()[:200] if 0 < line <= len(lines) else ""
-        return f" (line {line}: {text})"
 
     def describe(exc: BaseException) -> str:
         try:
-            message = str(exc)[:300]
-        except BaseException:  # a user exception whose __str__ fails
+            message = str_(exc)[:300]
+        except BaseException:
             message = "<unprintable>"
-        return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-    def print_traceback(exc: BaseException) -> None:
+        line = ""
         try:
-            import traceback
-
-            traceback.print_exception(exc, file=sys.stderr)
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            line = f" (line {tb.tb_lineno})" if tb is not None else ""
         except BaseException:
             pass
+        return (f"{type_(exc).__name__}: {message}" if message else type_(exc).__name__) + line
 
-    namespace: dict = {"__name__": "solution", "__file__": config["program"], "__builtins__": __builtins__}
+    namespace: dict = {"__name__": "solution", "__file__": config["program"], "__builtins__": builtins}
+    sys.addaudithook(hook)
+    stage = "preamble"
     try:
-        code = compile(source, config["program"], "exec")
-        state["active"] = True
-        exec(code, namespace)
-        state["active"] = False
-        report.update(verdict="passed", reason="")
+        exec(preamble_code, namespace)
+        stage = "solution"
+        exec(solution_code, namespace)
+        stage = "tests"
+        tests_namespace = dict_(namespace)
+        tests_namespace.update(
+            __builtins__=dict_(pristine_builtins), __nano2_compare__=compare, __nano2_strict__=strict
+        )
+        exec(tests_code, tests_namespace)
+        stage = "end"
+        patched = changed(before)
+        if patched is not None:
+            report.update(verdict="failed", reason=f"the program changed {patched}, which the tests rely on")
+        else:
+            report.update(verdict="passed", reason="")
     except SandboxViolation as exc:
-        state["active"] = False
-        report.update(verdict="blocked", reason=str(exc))
+        report.update(verdict="blocked", reason=str_(exc.args[0]) if exc.args else "blocked")
     except AssertionError as exc:
-        state["active"] = False
-        report.update(verdict="failed", reason=describe(exc) + last_program_line(exc))
-        print_traceback(exc)
+        report.update(verdict="failed", reason=describe(exc))
     except MemoryError:
-        state["active"] = False
         del reserve
         namespace.clear()
         report.update(verdict="memory", reason=f"MemoryError (address space limit {limits['memory_bytes']} bytes)")
     except SystemExit as exc:
-        state["active"] = False
-        report.update(verdict="error", reason=f"SystemExit({describe(exc)}) before the program finished")
+        report.update(verdict="failed", reason=f"SystemExit({describe(exc)}) in the {stage} before the tests finished")
     except BaseException as exc:
-        state["active"] = False
-        report.update(verdict="error", reason=describe(exc) + last_program_line(exc))
-        print_traceback(exc)
+        report.update(verdict="error", reason=describe(exc))
     if violations:  # a violation the program caught still decides the verdict
         report.update(verdict="blocked", reason=violations[0])
-    if state["forked"]:  # a forked copy of the program must not write the parent's report
-        os._exit(0)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        pass
-    os.write(result_fd, repr(report).encode("utf-8"))
-    os._exit(0)
+    if forked[0]:  # a forked copy of the program must not write the report
+        exit_now(0)
+    report["stage"] = stage
+    finish()
 
 
 _CHILD_SOURCE = textwrap.dedent(inspect.getsource(_child_main)) + "\n_child_main()\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Seccomp: a classic-BPF filter for bwrap --seccomp (x86-64 only; elsewhere the namespaces and the hook remain)
+# ---------------------------------------------------------------------------------------------------------------------
+
+_DENIED_SYSCALLS_X86_64 = {
+    "ptrace": 101,
+    "socket": 41,
+    "socketpair": 53,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "chroot": 161,
+    "unshare": 272,
+    "setns": 308,
+    "keyctl": 250,
+    "add_key": 248,
+    "request_key": 249,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "userfaultfd": 323,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
+    "init_module": 175,
+    "finit_module": 313,
+    "delete_module": 176,
+    "reboot": 169,
+    "swapon": 167,
+    "swapoff": 168,
+    "acct": 163,
+    "open_by_handle_at": 304,
+    "name_to_handle_at": 303,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+}
+_CLONE_X86_64, _CLONE3_X86_64 = 56, 435
+_CLONE_NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+
+
+def seccomp_filter() -> bytes | None:
+    """The BPF program (struct sock_filter[]) bwrap installs; None where the architecture is not x86-64."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    ld_abs, jeq, jset, jge, ret = 0x20, 0x15, 0x45, 0x35, 0x06
+    allow, kill, eperm, enosys = 0x7FFF0000, 0x80000000, 0x00050000 | 1, 0x00050000 | 38
+    arch_x86_64 = 0xC000003E
+    denied = sorted(_DENIED_SYSCALLS_X86_64.values())
+    # layout: arch check, x32 check, the denied list, clone3, clone (+ its flags), allow, deny, enosys
+    body: list[tuple[int, int, int, int]] = [(ld_abs, 0, 0, 4), (jeq, 1, 0, arch_x86_64), (ret, 0, 0, kill)]
+    body.append((ld_abs, 0, 0, 0))
+    n = len(denied)
+    start = len(body)
+    # indices of the tail, relative to this layout
+    clone3_at = start + n + 1  # after the x32 check and the list
+    clone_at = clone3_at + 1
+    allow_at = clone_at + 3
+    deny_at, enosys_at = allow_at + 1, allow_at + 2
+    body.append((jge, deny_at - start - 1, 0, 0x40000000))  # the x32 ABI: refused outright
+    for index, number in enumerate(denied):
+        here = start + 1 + index
+        body.append((jeq, deny_at - here - 1, 0, number))
+    body.append((jeq, enosys_at - clone3_at - 1, 0, _CLONE3_X86_64))  # glibc falls back to clone(2)
+    body.append((jeq, 0, allow_at - clone_at - 1, _CLONE_X86_64))
+    body.append((ld_abs, 0, 0, 16))  # the low 32 bits of clone's flags
+    body.append((jset, deny_at - (clone_at + 2) - 1, 0, _CLONE_NAMESPACE_FLAGS))
+    body += [(ret, 0, 0, allow), (ret, 0, 0, eperm), (ret, 0, 0, enosys)]
+    return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in body)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -389,12 +554,9 @@ _CHILD_SOURCE = textwrap.dedent(inspect.getsource(_child_main)) + "\n_child_main
 
 
 def _interpreter_candidates() -> list[str]:
+    """Interpreters of our Python version, the system's first (world-readable, outside any home directory)."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    names = [
-        getattr(sys, "_base_executable", None) or sys.executable,
-        f"/usr/bin/{version}",
-        f"/usr/local/bin/{version}",
-    ]
+    names = [f"/usr/bin/{version}", f"/usr/local/bin/{version}", getattr(sys, "_base_executable", None)]
     out = []
     for name in names:
         if name and os.path.isfile(name) and os.access(name, os.X_OK):
@@ -405,8 +567,11 @@ def _interpreter_candidates() -> list[str]:
 
 
 def _describe_interpreter(path: str) -> dict[str, Any] | None:
-    """Version and sys.path of an interpreter started the way the sandbox starts it; None if it fails."""
-    probe = "import json, sys; print(json.dumps({'version': list(sys.version_info[:2]), 'path': sys.path}))"
+    """Version, sys.path and extension directory of an interpreter started as the sandbox starts it."""
+    probe = (
+        "import json, sys, sysconfig; print(json.dumps({'version': list(sys.version_info[:2]), 'path': sys.path,"
+        " 'dynload': sysconfig.get_path('platstdlib') + '/lib-dynload'}))"
+    )
     try:
         out = subprocess.run([path, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=30, check=True)
         return json.loads(out.stdout)
@@ -418,7 +583,7 @@ def _readable_by_others(path: str) -> bool:
     """Whether a user with no relation to the owner can reach and read `path` (world x on every ancestor)."""
     current = Path(path)
     if not current.exists():
-        return True  # a missing sys.path entry (pythonXY.zip) is never opened
+        return True
     mode = current.stat().st_mode
     if current.is_dir() and (mode & 0o005) != 0o005:
         return False
@@ -427,72 +592,91 @@ def _readable_by_others(path: str) -> bool:
     return all(parent.stat().st_mode & 0o001 for parent in current.parents)
 
 
+def _library_dirs(files: Sequence[str]) -> list[str]:
+    """Directories of the shared libraries `files` load (from ldd), plus the dynamic loader's."""
+    dirs: list[str] = []
+    try:
+        out = subprocess.run(["ldd", *files], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    for line in out.splitlines():
+        parts = line.split()
+        path = (
+            parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else "")
+        )
+        if path.startswith("/") and os.path.exists(path):
+            for candidate in (os.path.dirname(path), os.path.dirname(os.path.realpath(path))):
+                if candidate not in dirs:
+                    dirs.append(candidate)
+    return dirs
+
+
+@dataclass(frozen=True)
+class _Layout:
+    interpreter: str
+    binds: tuple[str, ...]  # real paths bound read-only at the same place
+    symlinks: tuple[tuple[str, str], ...]  # (target, link) for paths that are links on the host (/lib -> usr/lib)
+    masked: tuple[str, ...]  # files hidden behind /dev/null (ctypes)
+
+
+def _layout(interpreter: str, described: dict[str, Any]) -> _Layout:
+    stdlib = [os.path.realpath(p) for p in described["path"] if os.path.isdir(p)]
+    dynload = described["dynload"]
+    extensions = sorted(str(p) for p in Path(dynload).glob("*.so")) if os.path.isdir(dynload) else []
+    masked = tuple(p for p in extensions if Path(p).name.startswith(("_ctypes", "_testcapi", "_xxtestfuzz")))
+    wanted = [interpreter, *stdlib, *_library_dirs([interpreter, *extensions])]
+    binds: list[str] = []
+    for path in sorted({os.path.realpath(p) for p in wanted}, key=len):
+        if not any(path == b or path.startswith(b.rstrip("/") + "/") for b in binds):
+            binds.append(path)
+    symlinks = []
+    for top in ("/lib", "/lib64", "/lib32", "/bin"):
+        if os.path.islink(top):
+            symlinks.append((os.readlink(top), top))
+    for path in wanted:  # a library directory reached through a link (/lib/x86_64-linux-gnu)
+        parent = os.path.dirname(path)
+        if os.path.islink(parent) and all(link != parent for _, link in symlinks):
+            symlinks.append((os.readlink(parent), parent))
+    return _Layout(interpreter, tuple(binds), tuple(symlinks), masked)
+
+
 @lru_cache(maxsize=1)
-def sandbox_capabilities() -> SandboxCapabilities:
-    """Probe once what this host lets the sandbox enforce: interpreter, network namespace, privilege drop."""
+def _bwrap() -> tuple[str, str]:
+    tool = shutil.which("bwrap")
+    if tool is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed: generated code is not run without kernel isolation. "
+            "Install it with `make sandbox` (root) or `apt-get install bubblewrap`."
+        )
+    version = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    return tool, version
+
+
+@lru_cache(maxsize=1)
+def _host() -> tuple[_Layout, bool, tuple[str, ...]]:
+    """The interpreter, its read-only layout, whether to drop to a fresh uid, and notes."""
     root = os.geteuid() == 0
-    notes: list[str] = []
     candidates = _interpreter_candidates()
-    same_version = []
     for candidate in candidates:
         described = _describe_interpreter(candidate)
-        if described and tuple(described["version"]) == sys.version_info[:2]:
-            same_version.append((candidate, described))
-    if not same_version:
-        raise Nano2Error(f"no usable Python interpreter for the sandbox among {candidates}")
-    interpreter, privilege_drop = same_version[0][0], False
-    if root:
-        for candidate, described in same_version:
-            if _readable_by_others(candidate) and all(_readable_by_others(p) for p in described["path"]):
-                interpreter, privilege_drop = candidate, True
-                break
-        if not privilege_drop:
-            notes.append(
-                "running as root and no interpreter's stdlib is readable by other users: the child stays root, so "
-                "the kernel does not enforce RLIMIT_NPROC and file permissions do not apply; fork is blocked by the "
-                "audit hook only"
-            )
-        elif interpreter != same_version[0][0]:
-            notes.append(f"{same_version[0][0]}'s stdlib is not readable by other users; using {interpreter}")
-    # Network namespace: as root the unshare(1) tool is cheapest (no ctypes import in the child); otherwise the
-    # child unshares itself (a user namespace lets an unprivileged user do it where the kernel allows).
-    modes = (["tool"] if root and shutil.which("unshare") else []) + ["net" if root else "user+net"]
-    network_mode, failures = "none", []
-    for mode in modes:
-        probe = _run("pass\n", SandboxLimits(wall_s=30), interpreter=interpreter, netns=mode, drop_uid=privilege_drop)
-        if probe.verdict == "passed" and probe.isolation.get("network_isolated"):
-            network_mode = mode
-            break
-        failures.append(f"{mode}: {probe.isolation.get('network_error') or probe.reason or probe.stderr[-200:]}")
-    probe = _run(
-        "pass\n", SandboxLimits(wall_s=30), interpreter=interpreter, netns=network_mode, drop_uid=privilege_drop
+        if not described or tuple(described["version"]) != sys.version_info[:2]:
+            continue
+        if root and not (_readable_by_others(candidate) and all(_readable_by_others(p) for p in described["path"])):
+            continue  # as root bwrap runs under a fresh uid, which must be able to read the interpreter
+        return _layout(candidate, described), root, ()
+    raise SandboxUnavailable(
+        f"no Python {sys.version_info.major}.{sys.version_info.minor} interpreter usable in the sandbox among "
+        f"{candidates} (as root it must be readable by other users)"
     )
-    if probe.verdict != "passed":
-        raise Nano2Error(
-            f"the sandbox cannot run a trivial program here: {probe.verdict}: {probe.reason} {probe.stderr[-500:]}"
-        )
-    if network_mode == "none":
-        notes.append(f"no network namespace ({'; '.join(failures)}): network access is blocked by the audit hook only")
-    return SandboxCapabilities(
-        interpreter=interpreter,
-        network_mode=network_mode,
-        privilege_drop=privilege_drop,
-        nproc_enforced=privilege_drop or not root,
-        running_as_root=root,
-        notes=tuple(notes),
-    )
-
-
-@lru_cache(maxsize=1)
-def _unshare_tool() -> str:
-    tool = shutil.which("unshare")
-    if tool is None:
-        raise Nano2Error("the unshare tool (util-linux) is not on PATH")
-    return tool
 
 
 def _fresh_uid() -> int:
     return _SANDBOX_UID_BASE + random.SystemRandom().randrange(100_000_000)
+
+
+def _user_process_count() -> int:
+    """Processes of our own uid: RLIMIT_NPROC counts them all, so an unprivileged run adds the program's share."""
+    return len(processes_of_uid(os.getuid()))
 
 
 def processes_of_uid(uid: int) -> list[int]:
@@ -535,72 +719,95 @@ def _read_capped(path: Path, limit: int) -> tuple[str, bool]:
     return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
 
 
-def _remove_tree(path: Path) -> None:
-    def make_writable_and_retry(function, target, _exc_info):
+def _drain(fd: int, limit: int = 1 << 20) -> bytes:
+    """Whatever is in the verdict pipe once every writer is gone (non-blocking: a stray writer cannot hang us)."""
+    os.set_blocking(fd, False)
+    chunks, total = [], 0
+    while total < limit:
         try:
-            os.chmod(os.path.dirname(target), 0o700)
-            os.chmod(target, 0o700)
-            function(target)
-        except OSError:
-            pass
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
-    shutil.rmtree(path, onerror=make_writable_and_retry)
+
+def _unlinked_file(data: bytes) -> Any:
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller's `with` closes it
+    handle.write(data)
+    handle.flush()
+    handle.seek(0)
+    return handle
 
 
-def _run(source: str, limits: SandboxLimits, *, interpreter: str, netns: str, drop_uid: bool) -> SandboxResult:
+def _bwrap_command(layout: _Layout, limits: SandboxLimits, seccomp_fd: int | None, argv: Sequence[str]) -> list[str]:
+    tool, _ = _bwrap()
+    command = [tool, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for path in layout.binds:
+        command += ["--ro-bind", path, path]
+    for target, link in layout.symlinks:
+        command += ["--symlink", target, link]
+    for path in layout.masked:
+        command += ["--ro-bind", "/dev/null", path]
+    command += ["--dev", "/dev", "--size", str(limits.tmp_size_mb << 20), "--tmpfs", SANDBOX_DIR]
+    command += ["--chdir", SANDBOX_DIR, "--hostname", "sandbox"]
+    if seccomp_fd is not None:
+        command += ["--seccomp", str(seccomp_fd)]
+    return [*command, "--", *argv]
+
+
+def _run(program: Program, limits: SandboxLimits, layout: _Layout, drop_uid: bool) -> SandboxResult:
     base = Path(tempfile.mkdtemp(prefix="nano2-sandbox-"))
     uid = _fresh_uid() if drop_uid else None
+    secret = secrets.token_hex(32)
+    nproc_base = 4 if uid is not None else _user_process_count() + 4  # bwrap's own processes, and ours
+    config = {
+        "program": PROGRAM_NAME,
+        "tests_name": TESTS_NAME,
+        "solution": program.solution,
+        "tests": program.tests,
+        "preamble": program.preamble,
+        "secret": secret,
+        "allow_fork": limits.allow_fork,
+        "limits": {
+            "cpu_s": limits.cpu_s,
+            "memory_bytes": limits.memory_mb << 20,
+            "nproc": nproc_base + limits.nproc,
+            "file_size_bytes": limits.file_size_mb << 20,
+            "open_files": limits.open_files,
+        },
+    }
+    env = {"PATH": "/usr/bin:/bin", "HOME": SANDBOX_DIR, "TMPDIR": SANDBOX_DIR, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    filter_bytes = seccomp_filter()
     started = time.perf_counter()
+    verdict_read, verdict_write = os.pipe()
     try:
-        os.chmod(base, 0o711)  # the sandbox uid may pass through, not list or read
-        workdir, iodir = base / "work", base / "io"
-        workdir.mkdir(mode=0o700)
-        iodir.mkdir(mode=0o700)
-        (workdir / PROGRAM_NAME).write_text(source, encoding="utf-8")
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-            os.chown(workdir / PROGRAM_NAME, uid, uid)
-        config = {
-            "program": PROGRAM_NAME,
-            "netns": netns,
-            "parent_netns": os.readlink("/proc/self/ns/net"),
-            "uid": uid,
-            "allow_fork": limits.allow_fork,
-            "limits": {
-                "cpu_s": limits.cpu_s,
-                "memory_bytes": limits.memory_mb << 20,
-                "nproc": limits.nproc,
-                "file_size_bytes": limits.file_size_mb << 20,
-                "open_files": limits.open_files,
-            },
-        }
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(workdir),
-            "TMPDIR": str(workdir),
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-        }
         with (
-            (iodir / "stdout").open("wb") as stdout,
-            (iodir / "stderr").open("wb") as stderr,
-            (iodir / "result").open("wb+") as result,
+            _unlinked_file(repr(config).encode("utf-8")) as payload,
+            _unlinked_file(filter_bytes or b"") as seccomp,
+            (base / "stdout").open("wb") as stdout,
+            (base / "stderr").open("wb") as stderr,
         ):
-            config["result_fd"] = result.fileno()
-            command = [interpreter, "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD_SOURCE, repr(config)]
-            if netns == "tool":
-                command = [_unshare_tool(), "--net", "--", *command]
+            argv = [layout.interpreter, "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD_SOURCE]
+            argv += [str(payload.fileno()), str(verdict_write)]
+            command = _bwrap_command(layout, limits, seccomp.fileno() if filter_bytes else None, argv)
             process = subprocess.Popen(
                 command,
-                cwd=workdir,
+                cwd="/",
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
-                pass_fds=(result.fileno(),),
+                pass_fds=(payload.fileno(), verdict_write, seccomp.fileno()),
                 start_new_session=True,
                 close_fds=True,
+                **({"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}),
             )
+            os.close(verdict_write)
+            verdict_write = -1
             timed_out = False
             try:
                 process.wait(timeout=limits.wall_s)
@@ -609,24 +816,12 @@ def _run(source: str, limits: SandboxLimits, *, interpreter: str, netns: str, dr
             finally:
                 _kill_everything(process.pid, uid)
                 process.wait()
-            elapsed = time.perf_counter() - started
-            result.seek(0)
-            raw_report = result.read(1 << 20)
-        out_text, out_cut = _read_capped(iodir / "stdout", limits.output_bytes)
-        err_text, err_cut = _read_capped(iodir / "stderr", limits.output_bytes)
-        report: dict[str, Any] = {}
-        if raw_report:
-            try:
-                parsed = ast.literal_eval(raw_report.decode("utf-8", errors="replace"))
-                report = parsed if isinstance(parsed, dict) else {}
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                report = {}
-        verdict, reason, signal_name = _classify(process.returncode, timed_out, report, limits)
-        isolation = {
-            "network_isolated": bool(report.get("network_isolated")),
-            "uid": report.get("uid"),
-            **({"network_error": report["network_error"]} if "network_error" in report else {}),
-        }
+        elapsed = time.perf_counter() - started
+        channel = _drain(verdict_read)
+        out_text, out_cut = _read_capped(base / "stdout", limits.output_bytes)
+        err_text, err_cut = _read_capped(base / "stderr", limits.output_bytes)
+        report, forged = _parse_channel(channel, secret)
+        verdict, reason, signal_name = _classify(process.returncode, timed_out, report, forged, limits)
         return SandboxResult(
             verdict=verdict,
             reason=reason,
@@ -637,17 +832,36 @@ def _run(source: str, limits: SandboxLimits, *, interpreter: str, netns: str, dr
             exit_code=process.returncode,
             signal_name=signal_name,
             wall_s=round(elapsed, 4),
-            isolation=isolation,
+            isolation={"tool": "bwrap", "uid": uid if uid is not None else os.getuid(), "seccomp": bool(filter_bytes)},
             pid=process.pid,
         )
     finally:
-        _remove_tree(base)
+        os.close(verdict_read)
+        if verdict_write >= 0:
+            os.close(verdict_write)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _parse_channel(channel: bytes, secret: str) -> tuple[dict[str, Any], bool]:
+    """The harness's report when the channel holds exactly its one line with the secret; else ({}, forged?)."""
+    import ast
+
+    prefix = secret.encode("ascii") + b" "
+    if not channel:
+        return {}, False
+    if not channel.startswith(prefix) or channel.count(b"\n") != 1 or not channel.endswith(b"\n"):
+        return {}, True
+    try:
+        parsed = ast.literal_eval(channel[len(prefix) :].decode("utf-8", errors="replace"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return {}, True
+    return (parsed, False) if isinstance(parsed, dict) else ({}, True)
 
 
 def _classify(
-    returncode: int, timed_out: bool, report: dict[str, Any], limits: SandboxLimits
+    returncode: int, timed_out: bool, report: dict[str, Any], forged: bool, limits: SandboxLimits
 ) -> tuple[Verdict, str, str | None]:
-    """The verdict from the child's own report when it wrote one, else from how the process ended."""
+    """The verdict from the harness's authenticated report, else from how the process ended."""
     signal_name = None
     if returncode is not None and returncode < 0:
         try:
@@ -656,7 +870,11 @@ def _classify(
             signal_name = f"signal {-returncode}"
     if timed_out:
         return "timeout", f"wall-clock limit of {limits.wall_s:g} s", signal_name
+    if forged:
+        return "failed", "the verdict channel carried something other than the harness's report", signal_name
     if report.get("verdict") in VERDICTS:
+        if report["verdict"] == "passed" and returncode != 0:
+            return "failed", f"the harness reported but the sandbox exited with {returncode}", signal_name
         return report["verdict"], str(report.get("reason", "")), signal_name
     if signal_name == "SIGXCPU":
         return "timeout", f"CPU limit of {limits.cpu_s} s", signal_name
@@ -664,49 +882,66 @@ def _classify(
         return "killed", f"output or file size limit of {limits.file_size_mb} MiB exceeded", signal_name
     if signal_name is not None:
         return "killed", f"killed by {signal_name}", signal_name
-    return "error", f"exited with code {returncode} before reporting a result", None
+    return "failed", f"exited with code {returncode} before the tests finished (no report from the harness)", None
 
 
-def run_program(source: str, limits: SandboxLimits | None = None) -> SandboxResult:
-    """Run one Python program (solution plus its tests) in the sandbox and return the verdict."""
-    limits = limits or SandboxLimits()
-    capabilities = sandbox_capabilities()
-    if limits.allow_fork and not capabilities.nproc_enforced:
-        raise Nano2Error(
-            "allow_fork needs a kernel-enforced RLIMIT_NPROC, which this host cannot give the sandbox: "
-            + "; ".join(capabilities.notes)
+@lru_cache(maxsize=1)
+def sandbox_capabilities() -> SandboxCapabilities:
+    """Probe once: bwrap present, an interpreter it can run, and a trivial program passing; else SandboxUnavailable."""
+    tool, version = _bwrap()
+    layout, drop_uid, notes = _host()
+    probe = _run(Program("pass\n"), SandboxLimits(wall_s=30), layout, drop_uid)
+    if probe.verdict != "passed":
+        raise SandboxUnavailable(
+            f"bwrap cannot run a trivial program here ({probe.verdict}: {probe.reason}): {probe.stderr[-500:]}"
         )
-    return _run(
-        source,
-        limits,
-        interpreter=capabilities.interpreter,
-        netns=capabilities.network_mode,
-        drop_uid=capabilities.privilege_drop,
+    filter_bytes = seccomp_filter()
+    extra = () if filter_bytes else (f"no seccomp filter for {platform.machine()}",)
+    return SandboxCapabilities(
+        interpreter=layout.interpreter,
+        tool=tool,
+        tool_version=version,
+        running_as_root=os.geteuid() == 0,
+        privilege_drop=drop_uid,
+        seccomp=filter_bytes is not None,
+        binds=layout.binds,
+        notes=(*notes, *extra),
     )
 
 
+def run_program(program: str | Program, limits: SandboxLimits | None = None) -> SandboxResult:
+    """Run one program in the sandbox: a plain source (it passes by running to its end) or solution + tests."""
+    limits = limits or SandboxLimits()
+    capabilities = sandbox_capabilities()
+    del capabilities
+    layout, drop_uid, _ = _host()
+    return _run(program if isinstance(program, Program) else Program(program), limits, layout, drop_uid)
+
+
 def run_programs(
-    sources: Sequence[str],
+    programs: Sequence[str | Program],
     limits: SandboxLimits | None = None,
     workers: int = 2,
     on_result: Callable[[int, SandboxResult], None] | None = None,
 ) -> list[SandboxResult]:
-    """Run many programs with a small pool (each is its own subprocess); results come back in input order.
+    """Run many programs with a small pool (each is its own sandbox); results come back in input order.
 
     `on_result(index, result)` is called as each finishes (progress bars, streaming JSONL).
     """
     if workers < 1:
         raise Nano2Error(f"workers must be >= 1, got {workers}")
     sandbox_capabilities()  # probe once before the threads start
-    results: list[SandboxResult | None] = [None] * len(sources)
+    results: list[SandboxResult | None] = [None] * len(programs)
+    lock = threading.Lock()
 
     def work(index: int) -> None:
-        result = run_program(sources[index], limits)
+        result = run_program(programs[index], limits)
         results[index] = result
         if on_result is not None:
-            on_result(index, result)
+            with lock:
+                on_result(index, result)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(work, index) for index in range(len(sources))]:
+        for future in [pool.submit(work, index) for index in range(len(programs))]:
             future.result()
     return [result for result in results if result is not None]
