@@ -189,6 +189,33 @@ def test_url_filter_with_banlists(shared_data):
     assert f.filter(Document("x", "3", metadata={})) is True  # no URL: cannot judge, passed on and counted
 
 
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("url", "by_token", "by_substring"),
+    [
+        ("https://www.example.org/research/institutions/petition-constitucion", True, False),  # "tit"
+        ("https://www.example.com.ar/politica/oficialismo-y-oposicion", True, False),  # "cialis"
+        ("https://www.example.de/drinks/cocktail-klassiker", True, False),  # "cock"
+        ("https://www.example.org/free-porn-videos", False, False),
+        ("https://cams.example.net/live/sex-cam/room", False, False),  # two words joined: "sexcam"
+        ("https://www.example.org/news/weather-today", True, True),
+    ],
+)
+def test_url_subwords_match_whole_words_by_default(shared_data, url, by_token, by_substring):
+    """The DCLM hard list as sub-words: whole URL words by default, anywhere in the URL as datatrove does."""
+    from datatrove.pipeline.filters.url_filter import URLFilter
+
+    hard = shared_data / "web" / "banlists" / "refinedweb_banned_words_hard_reverse_engineered.txt"
+    doc = Document("x", "1", metadata={"url": url})
+    token = OfflineURLFilter(banned_subwords_files=[hard], use_integrated_lists=False)
+    substring = OfflineURLFilter(banned_subwords_files=[hard], use_integrated_lists=False, subword_match="substring")
+    assert (token.filter(doc) is True) == by_token
+    assert (substring.filter(doc) is True) == by_substring
+    reference = URLFilter(banned_subwords=hard.read_text().split(), use_integrated_lists=False)
+    reference.tldextractor = substring.tldextractor  # offline: the bundled suffix list only
+    assert (reference.filter(doc) is True) == by_substring  # substring mode is datatrove's rule exactly
+
+
 def test_language_id_keeps_the_asked_languages(tmp_path):
     lid = LanguageID(languages=["en", "fr"], decisions=DecisionsWriter(tmp_path / "out", "language"))
     docs = [

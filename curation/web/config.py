@@ -49,6 +49,10 @@ class UrlFilterConfig(BaseModel):
     banned_subwords_files: list[str] = Field(default_factory=list)
     soft_word_threshold: int = 2
     use_integrated_lists: bool = True
+    subword_match: Literal["token", "substring"] = Field(
+        default="token",
+        description="banned sub-words match whole URL words (token) or anywhere in the URL (substring: datatrove)",
+    )
 
     @field_validator("banned_words_files", "soft_banned_words_files", "banned_subwords_files")
     @classmethod

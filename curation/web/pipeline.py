@@ -114,6 +114,7 @@ def build_stages(cfg: WebConfig, thresholds_file: Path, saved_thresholds: Path |
                 banned_subwords_files=uf.banned_subwords_files,
                 soft_word_threshold=uf.soft_word_threshold,
                 use_integrated_lists=uf.use_integrated_lists,
+                subword_match=uf.subword_match,
                 exclusion_writer=_decisions(cfg, "url_filter"),
             )
         )

@@ -55,6 +55,9 @@ def read_word_list(path: str | Path) -> list[str]:
     return words
 
 
+SUBWORD_MATCHES = ("token", "substring")
+
+
 class OfflineURLFilter(URLFilter):
     """datatrove's URLFilter with banned words read from files, a TLD extractor that never goes online, and the
     4.5M-domain integrated block list loaded in milliseconds.
@@ -62,8 +65,12 @@ class OfflineURLFilter(URLFilter):
     datatrove rebuilds the block list (a Python set) in every task, 2-9 s each; here it is hashed once per machine
     into a sorted uint64 array cached under `~/.cache/nano2/` and memory-mapped by every worker. The rules are
     datatrove's: blocked registered domain or full host, blocked URL, a hard banned word, `soft_word_threshold`
-    soft banned words, or a banned sub-word anywhere in the normalised URL. Documents without a URL (e.g. JSONL text
-    dumps) cannot be judged by URL and are passed on, counted as `no_url`.
+    soft banned words, or a banned sub-word. With `subword_match="substring"` (datatrove exactly) a banned sub-word
+    matches anywhere in the URL squeezed to its letters and digits, so "tit" bans ".../institutions/...",
+    "cialis" ".../oficialismo" and "cock" ".../cocktail-recipes"; the default, `"token"`, matches it only as a whole
+    word of the URL (split at every non-alphanumeric character, lower-cased) or as two adjacent words joined
+    ("sex-cam" for "sexcam"). Documents without a URL (e.g. JSONL text dumps) cannot be judged by URL and are
+    passed on, counted as `no_url`.
     """
 
     name = "😈 Url-filter"
@@ -77,8 +84,13 @@ class OfflineURLFilter(URLFilter):
         use_integrated_lists: bool = True,
         exclusion_writer: DiskWriter | None = None,
         cache_dir: str | Path | None = None,
+        subword_match: str = "token",
     ):
         from tldextract import TLDExtract
+
+        if subword_match not in SUBWORD_MATCHES:
+            raise Nano2Error(f"subword_match: expected one of {', '.join(SUBWORD_MATCHES)}, got {subword_match!r}")
+        self.subword_match = subword_match
 
         super().__init__(
             soft_word_threshold=soft_word_threshold,
@@ -173,7 +185,7 @@ class OfflineURLFilter(URLFilter):
         return i < len(self._domain_hashes) and self._domain_hashes[i] == h
 
     def filter(self, document: Document) -> bool | tuple[bool, str]:
-        from datatrove.pipeline.filters.url_filter import normalize, normalizer
+        from datatrove.pipeline.filters.url_filter import normalizer
 
         url = document.metadata.get(Meta.URL)
         if not url:
@@ -192,9 +204,18 @@ class OfflineURLFilter(URLFilter):
             return False, "hard_blacklisted"
         if sum(word in url_words for word in self.soft_banned_words) >= self.soft_word_threshold:
             return False, "soft_blacklisted"
-        if self.banned_subwords and next(self.banned_subwords_automaton.iter(normalize(url)), False):
+        if self.banned_subwords and self._has_banned_subword(url):
             return False, "blacklisted_subword"
         return True
+
+    def _has_banned_subword(self, url: str) -> bool:
+        from datatrove.pipeline.filters.url_filter import normalize, normalizer
+
+        if self.subword_match == "substring":
+            return next(self.banned_subwords_automaton.iter(normalize(url)), False) is not False
+        words = [w for w in normalizer.split(url.lower()) if w]
+        joined = (a + b for a, b in zip(words, words[1:], strict=False))
+        return any(w in self.banned_subwords for w in words) or any(w in self.banned_subwords for w in joined)
 
 
 def _domain_hash(domain: str) -> int:
