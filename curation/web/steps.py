@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import os
 import re
 import time
@@ -214,7 +215,7 @@ class OfflineURLFilter(URLFilter):
         if self.subword_match == "substring":
             return next(self.banned_subwords_automaton.iter(normalize(url)), False) is not False
         words = [w for w in normalizer.split(url.lower()) if w]
-        joined = (a + b for a, b in zip(words, words[1:], strict=False))
+        joined = (a + b for a, b in itertools.pairwise(words))
         return any(w in self.banned_subwords for w in words) or any(w in self.banned_subwords for w in joined)
 
 
