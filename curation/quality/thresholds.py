@@ -432,19 +432,65 @@ def load_thresholds_artifact(path: str | Path) -> QualityThresholds | UnfittedTh
     return QualityThresholds.load(path)
 
 
-def _score_cells(lazy: Any, classifier: str, resolution: float) -> tuple[np.ndarray, np.ndarray]:
-    """(smallest score, tokens) of every occupied score cell of one classifier, ascending (polars, streaming)."""
+MAX_SCORE_CELLS = 1 << 22
+"""Cells of the dense per-classifier grid at most (two arrays of 8 bytes each: 64 MiB); a wider score range gets a
+coarser resolution (recorded in the artifact's `source.resolution`)."""
+
+
+def _finite(classifier: str) -> Any:
     import polars as pl
 
     score = pl.col(score_column(classifier))
-    cells = (
-        lazy.filter(score.is_not_null() & score.is_finite() & pl.col(SCORE_TOKENS).is_not_null())
-        .group_by((score / resolution).floor().cast(pl.Int64).alias("cell"))
-        .agg(score.min().alias("value"), pl.col(SCORE_TOKENS).clip(lower_bound=0).sum().alias("tokens"))
-        .sort("cell")
-        .collect(engine="streaming")
-    )
-    return cells["value"].to_numpy().astype(np.float64), cells["tokens"].to_numpy().astype(np.int64)
+    return score.is_not_null() & score.is_finite()
+
+
+def _shard_totals(path: str, classifiers: Sequence[str], resolution: float) -> dict[str, Any]:
+    """Documents, tokens, drops and per-classifier score range of one score shard (one streaming pass)."""
+    import polars as pl
+
+    aggregates = {
+        "documents": pl.len(),
+        "tokens": pl.col(SCORE_TOKENS).clip(lower_bound=0).sum(),
+        "no_token_count": pl.col(SCORE_TOKENS).is_null().sum(),
+    }
+    for c in classifiers:
+        score = pl.col(score_column(c))
+        aggregates[f"non-finite {c} score"] = (~_finite(c)).sum()
+        aggregates[f"min:{c}"] = score.filter(_finite(c)).min()
+        aggregates[f"max:{c}"] = score.filter(_finite(c)).max()
+    return pl.scan_parquet(path).select(**aggregates).collect(engine="streaming").row(0, named=True)
+
+
+def _score_cells(files: Sequence[str], classifier: str, low: float, high: float, resolution: float) -> tuple[
+    np.ndarray, np.ndarray, float
+]:  # fmt: skip
+    """(smallest score, tokens) of every occupied score cell of one classifier, ascending, and the resolution used.
+
+    One shard at a time: polars groups the shard's scores into cells (streaming), and the groups are added into a
+    dense grid spanning the corpus's score range, so memory is one shard's groups plus the grid, whatever the
+    number of shards."""
+    import polars as pl
+
+    while math.floor(high / resolution) - math.floor(low / resolution) + 1 > MAX_SCORE_CELLS:
+        resolution *= 2
+    first = math.floor(low / resolution)
+    size = math.floor(high / resolution) - first + 1
+    tokens = np.zeros(size, dtype=np.int64)
+    values = np.full(size, np.inf)
+    score = pl.col(score_column(classifier))
+    for path in files:
+        groups = (
+            pl.scan_parquet(path)
+            .filter(_finite(classifier) & pl.col(SCORE_TOKENS).is_not_null())
+            .group_by((score / resolution).floor().cast(pl.Int64).alias("cell"))
+            .agg(score.min().alias("value"), pl.col(SCORE_TOKENS).clip(lower_bound=0).sum().alias("tokens"))
+            .collect(engine="streaming")
+        )
+        cells = np.clip(groups["cell"].to_numpy() - first, 0, size - 1)  # float edge: a score rounding past a bound
+        tokens[cells] += groups["tokens"].to_numpy().astype(np.int64)
+        values[cells] = np.minimum(values[cells], groups["value"].to_numpy())
+    occupied = np.isfinite(values)
+    return values[occupied], tokens[occupied], resolution
 
 
 def fit_corpus_thresholds(
@@ -461,34 +507,32 @@ def fit_corpus_thresholds(
     files = [str(f) for f in score_files]
     if not files:
         return UnfittedThresholds(reason="no score shards: no document of a scored language reached scoring")
-    lazy = pl.scan_parquet(files)
-    names = lazy.collect_schema().names()
-    absent = [c for c in classifiers if score_column(c) not in names]
-    if absent:
-        raise Nano2Error(f"thresholds: the score shards have no scores of classifier(s) {', '.join(absent)}")
-    bad = [pl.col(score_column(c)).is_null() | ~pl.col(score_column(c)).is_finite() for c in classifiers]
-    totals = lazy.select(
-        documents=pl.len(),
-        tokens=pl.col(SCORE_TOKENS).clip(lower_bound=0).sum(),
-        no_token_count=pl.col(SCORE_TOKENS).is_null().sum(),
-        **{f"non-finite {c} score": b.sum() for c, b in zip(classifiers, bad, strict=True)},
-    ).collect(engine="streaming")
-    row = totals.row(0, named=True)
-    dropped = {k: int(v) for k, v in row.items() if k not in ("documents", "tokens") and v}
-    source = ThresholdsSource(shards=len(files), documents=int(row["documents"]), tokens=int(row["tokens"] or 0),
-                              resolution=resolution, dropped=dropped)  # fmt: skip
-    if source.documents == 0:
+    for path in files:
+        names = pl.scan_parquet(path).collect_schema().names()
+        absent = [c for c in classifiers if score_column(c) not in names]
+        if absent:
+            raise Nano2Error(f"thresholds: score shard {path} has no scores of classifier(s) {', '.join(absent)}")
+    shards = [_shard_totals(path, classifiers, resolution) for path in files]
+    counters = [k for k in shards[0] if k not in ("documents", "tokens") and ":" not in k]
+    dropped = {k: n for k in counters if (n := sum(int(s[k]) for s in shards))}
+    documents, tokens_total = sum(int(s["documents"]) for s in shards), sum(int(s["tokens"] or 0) for s in shards)
+    source = ThresholdsSource(shards=len(files), documents=documents, tokens=tokens_total, resolution=resolution,
+                              dropped=dropped)  # fmt: skip
+    if documents == 0:
         return UnfittedThresholds(reason="no document of a scored language survived the filters", source=source)
     fitted = {}
     for name in classifiers:
-        values, tokens = _score_cells(lazy, name, resolution)
-        if values.size == 0 or int(tokens.sum()) <= 0:
+        lows = [s[f"min:{name}"] for s in shards if s[f"min:{name}"] is not None]
+        highs = [s[f"max:{name}"] for s in shards if s[f"max:{name}"] is not None]
+        if not lows:
+            return UnfittedThresholds(reason=f"no document has a finite {name!r} score", source=source)
+        values, tokens, used = _score_cells(files, name, min(lows), max(highs), resolution)
+        if int(tokens.sum()) <= 0:
             return UnfittedThresholds(reason=f"the documents scored by {name!r} hold no tokens", source=source)
+        source.resolution = max(source.resolution, used)
         cuts = compute_thresholds(values, tokens, n_bins)
         fitted[name] = ClassifierThresholds(
-            cut_points=cuts, sample_documents=source.documents, sample_tokens=int(tokens.sum()),
-            bin_tokens=bin_token_mass(values, tokens, cuts), min_score=float(values[0]),
-            max_score=float(lazy.select(pl.col(score_column(name)).filter(
-                pl.col(score_column(name)).is_finite()).max()).collect(engine="streaming").item()),
+            cut_points=cuts, sample_documents=documents, sample_tokens=int(tokens.sum()),
+            bin_tokens=bin_token_mass(values, tokens, cuts), min_score=float(min(lows)), max_score=float(max(highs)),
         )  # fmt: skip
     return QualityThresholds(n_bins=n_bins, classifiers=fitted, levels=levels or DEFAULT_LEVELS, source=source)
