@@ -26,12 +26,24 @@ def tokenize_cmd(
     field: str = typer.Option("text", "--field", help="Text column; rows with `messages` are rendered as chat."),
     glob: str | None = typer.Option(None, "--glob", help="Only files matching this pattern inside each input."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing token artifacts."),
+    tasks: int | None = typer.Option(None, "--tasks", min=1, help="datatrove tasks per artifact (files dealt out)."),
+    workers: int | None = typer.Option(None, "--workers", help="Tasks run at once (-1 = all)."),
+    executor: Path | None = typer.Option(
+        None, "--executor", help="Executor YAML (curation.executors.ExecutorConfig: kind local|slurm|ray, slurm: ...)."
+    ),
 ) -> None:
     """Documents -> Megatron .bin/.idx shards (EOS after every document) with a `tokens` manifest per artifact."""
+    from curation.executors import ExecutorConfig
+    from nano2.config import load_yaml_model
     from nano2.units import format_count
     from train.tokenize import tokenize_inputs
 
-    reports = tokenize_inputs(inputs, output, tokenizer, data_root, field, glob, overwrite)
+    run_on = load_yaml_model(executor, ExecutorConfig) if executor else ExecutorConfig()
+    overrides = {k: v for k, v in (("tasks", tasks), ("workers", workers)) if v is not None}
+    run_on = run_on.model_copy(update=overrides)
+    reports = tokenize_inputs(inputs, output, tokenizer, data_root, field, glob, overwrite, executor=run_on)
+    if len(reports) < len(inputs):
+        make_console().print(f"submitted {len(inputs) - len(reports)} artifact(s) to Slurm; rerun to write manifests")
     console = make_console()
     for r in reports:
         dropped = sum(r.dropped.values())
@@ -44,6 +56,7 @@ def tokenize_cmd(
                 if dropped
                 else ""
             )
+            + (f" (empty: {r.empty_reason})" if r.empty_reason else "")
         )
 
 

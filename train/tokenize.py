@@ -13,6 +13,18 @@ Rows become text by one rule:
 - a preference row (`messages` holding only the prompt, plus `chosen`/`rejected`) trains on `chosen`.
 Every document ends with EOS, so documents packed into one training sequence stay separated. Rows without usable
 text are dropped and counted by reason (`extra.dropped` in the manifest); nothing is dropped silently.
+
+Scale-out: an artifact's files are the unit of work. They are dealt round-robin to `tasks` datatrove tasks
+(`TokenizeFiles`, a pipeline step run by `curation.executors.make_executor`: local, Slurm or Ray, `workers` at
+once). Each task writes the shards of its files (one `.bin/.idx` pair per input file, so the shards and every
+partition's counts are the same for any task count) and a per-rank report; the driver merges the reports into the
+artifact's manifest once every rank has reported. The state (datatrove logs, completions, reports) lives beside the
+artifact in `.<name>.tokenize/`: a killed run rerun with the same task count redoes only unfinished tasks; a Slurm
+submission returns at once and a rerun after the jobs finish writes the manifest. Why our own step rather than
+datatrove's `MegatronDocumentTokenizer`: that step writes one file per rank with its own index layout and (in
+0.10.1) no EOS-only post-processing or chat-row rule; ours writes the one shard format of
+`nano2.contracts.megatron` that training reads, per input file, so partitions keep their paths.
+`benchmarks/bench_tokenize.py` measures both on the same documents.
 """
 
 from __future__ import annotations
@@ -27,7 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
 
+from curation.executors import ExecutorConfig, make_executor
 from model.tokenizer import chat_training_text, load_tokenizer
 from nano2.contracts.megatron import IndexedShardWriter, token_dtype_for_vocab
 from nano2.contracts.tokens import tokenizer_id
@@ -61,6 +76,17 @@ class ArtifactReport:
     chat_rows: int = 0
     dropped: Counter = field(default_factory=Counter)
     by: dict[str, dict[str, Stats]] = field(default_factory=dict)
+
+    @property
+    def empty_reason(self) -> str | None:
+        """Why the artifact holds no documents (it is still written: downstream stages see an empty source)."""
+        if self.documents:
+            return None
+        if self.files == 0:
+            return "the input artifact has no document files"
+        if self.dropped:
+            return f"every row was dropped ({sum(self.dropped.values())} rows, see extra.dropped)"
+        return "the input files hold no rows"
 
 
 def _is_document_file(path: Path) -> bool:
@@ -184,6 +210,75 @@ class ShardTokenizer:
         }
 
 
+def state_dir(output_dir: Path) -> Path:
+    """Where a tokenize run keeps its datatrove state and per-rank reports: beside the artifact, never inside it."""
+    return output_dir.parent / f".{output_dir.name}.tokenize"
+
+
+class TokenizeFiles(PipelineStep):
+    """Tokenize this rank's share of an artifact's files (round-robin by sorted path) into one shard per file, and
+    write the rank's report (files, documents, tokens, chat rows, drops, per-partition counts) as JSON."""
+
+    name = "🔢 Tokenize files"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(self, input_dir: Path, output_dir: Path, files: list[str], tokenizer: str, text_field: str):
+        super().__init__()
+        self.input_dir, self.output_dir, self.files = str(input_dir), str(output_dir), list(files)
+        self.tokenizer, self.text_field = str(tokenizer), text_field
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        tokenizer = ShardTokenizer(self.tokenizer)
+        input_dir, output_dir = Path(self.input_dir), Path(self.output_dir)
+        report: dict[str, Any] = {"files": 0, "documents": 0, "tokens": 0, "chat_rows": 0, "dropped": Counter(),
+                                  "by": {}}  # fmt: skip
+        for rel_name in self.files[rank::world_size]:
+            rel = Path(rel_name)
+            writer = IndexedShardWriter(output_dir / rel.parent / _shard_prefix(rel), tokenizer.dtype)
+            try:
+                with self.track_time():
+                    documents, tokens, chat = _tokenize_file(
+                        input_dir / rel, writer, tokenizer, self.text_field, report["dropped"]
+                    )
+            except BaseException:
+                writer.abort()
+                raise
+            shard = writer.close()
+            report["files"] += 1
+            report["documents"] += documents
+            report["tokens"] += tokens
+            report["chat_rows"] += chat
+            self.stat_update("files")
+            self.stat_update("documents", value=documents)
+            self.stat_update("tokens", value=tokens)
+            for key, value in _partition(rel.parts[:-1]):
+                group = report["by"].setdefault(key, {}).setdefault(value, Counter())
+                group.update(documents=documents, tokens=tokens, bytes=shard.bin_path.stat().st_size)
+        path = state_dir(output_dir) / "reports" / f"{rank:05d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps(report, sort_keys=True))
+        partial.replace(path)
+        if data:
+            yield from data
+
+
+def _merge_reports(report: ArtifactReport, files: list[dict[str, Any]]) -> None:
+    by: dict[str, dict[str, Counter]] = {}
+    for rank in files:
+        report.files += rank["files"]
+        report.documents += rank["documents"]
+        report.tokens += rank["tokens"]
+        report.chat_rows += rank["chat_rows"]
+        report.dropped.update(rank["dropped"])
+        for key, groups in rank["by"].items():
+            for value, counts in groups.items():
+                by.setdefault(key, {}).setdefault(value, Counter()).update(counts)
+    report.by = {
+        key: {value: Stats(**dict(counts)) for value, counts in sorted(groups.items())} for key, groups in by.items()
+    }
+
+
 def tokenize_artifact(
     input_dir: Path,
     output_dir: Path,
@@ -192,8 +287,10 @@ def tokenize_artifact(
     glob: str | None = None,
     overwrite: bool = False,
     progress=None,
-) -> ArtifactReport:
-    """Tokenize one artifact into `output_dir` (shards mirror the input's layout) and write its `tokens` manifest."""
+    executor: ExecutorConfig | None = None,
+) -> ArtifactReport | None:
+    """Tokenize one artifact into `output_dir` (shards mirror the input's layout) and write its `tokens` manifest;
+    None when the tasks were submitted to Slurm (rerun after they finish to write the manifest)."""
     if not input_dir.is_dir():
         raise Nano2Error(f"{input_dir}: input must be a directory of Parquet/JSONL documents")
     files = document_files(input_dir, glob)
@@ -202,36 +299,33 @@ def tokenize_artifact(
         raise Nano2Error(
             f"{input_dir}: no document files ({', '.join(DOCUMENT_SUFFIXES)})" + (f" matching {glob!r}" if glob else "")
         )
+    state = state_dir(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
+        if overwrite:
+            shutil.rmtree(output_dir)
+            shutil.rmtree(state, ignore_errors=True)
+        elif (output_dir / MANIFEST_NAME).exists() or not state.exists():
             raise Nano2Error(f"{output_dir}: already exists; pass --overwrite to replace it")
-        shutil.rmtree(output_dir)
-    report = ArtifactReport(input_dir=input_dir, output_dir=output_dir)
+        # else: an unfinished run of ours (state beside it): resume, datatrove skips the tasks that completed
+    executor = executor or ExecutorConfig()
     output_dir.mkdir(parents=True, exist_ok=True)
-    by: dict[str, dict[str, Counter]] = {}
-    task = progress.add_task(f"{input_dir.name}", total=len(files)) if progress is not None else None
-    for path in files:
-        rel = path.relative_to(input_dir)
-        writer = IndexedShardWriter(output_dir / rel.parent / _shard_prefix(path), tokenizer.dtype)
-        try:
-            documents, tokens, chat = _tokenize_file(path, writer, tokenizer, text_field, report.dropped)
-        except BaseException:
-            writer.abort()
-            raise
-        shard = writer.close()
-        report.files += 1
-        report.documents += documents
-        report.tokens += tokens
-        report.chat_rows += chat
-        for key, value in _partition(rel.parts[:-1]):
-            group = by.setdefault(key, {}).setdefault(value, Counter())
-            group.update(documents=documents, tokens=tokens, bytes=shard.bin_path.stat().st_size)
-        if task is not None:
-            progress.advance(task)
-    report.by = {
-        key: {value: Stats(**dict(counts)) for value, counts in sorted(groups.items())} for key, groups in by.items()
-    }
+    rel_files = [str(path.relative_to(input_dir)) for path in files]
+    step = TokenizeFiles(input_dir, output_dir, rel_files, str(tokenizer.path), text_field)
+    task = progress.add_task(f"{input_dir.name}", total=None) if progress is not None else None
+    make_executor([step], executor, state / "logs").run()
+    reports = [state / "reports" / f"{rank:05d}.json" for rank in range(executor.tasks)]
+    if not all(path.exists() for path in reports):
+        if executor.kind == "slurm":
+            return None
+        missing = sum(not path.exists() for path in reports)
+        raise Nano2Error(f"{output_dir}: {missing} of {executor.tasks} tokenize tasks did not finish (see {state})")
+    report = ArtifactReport(input_dir=input_dir, output_dir=output_dir)
+    _merge_reports(report, [json.loads(path.read_text()) for path in reports])
+    report.dropped = Counter(dict(report.dropped))
     _write_tokens_manifest(report, tokenizer, text_field, glob)
+    shutil.rmtree(state, ignore_errors=True)
+    if task is not None:
+        progress.update(task, total=1, completed=1)
     return report
 
 
@@ -322,14 +416,17 @@ def tokenize_inputs(
     glob: str | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    executor: ExecutorConfig | None = None,
 ) -> list[ArtifactReport]:
-    """Tokenize several artifacts; every location is checked before anything is written."""
+    """Tokenize several artifacts; every location is checked before anything is written. Artifacts submitted to
+    Slurm (not finished here) are left out of the returned reports."""
     tokenizer = ShardTokenizer(tokenizer_path)
     targets = [(Path(i), output_location(Path(i), data_root, out_root)) for i in inputs]
     for input_dir, output_dir in targets:
         if not input_dir.is_dir():
             raise Nano2Error(f"{input_dir}: input must be a directory of Parquet/JSONL documents")
-        if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        unfinished = not (output_dir / MANIFEST_NAME).exists() and state_dir(output_dir).exists()
+        if output_dir.exists() and any(output_dir.iterdir()) and not overwrite and not unfinished:
             raise Nano2Error(f"{output_dir}: already exists; pass --overwrite to replace it")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -345,7 +442,9 @@ def tokenize_inputs(
         disable=not show_progress,
     ) as progress:
         for input_dir, output_dir in targets:
-            reports.append(
-                tokenize_artifact(input_dir, output_dir, tokenizer, text_field, glob, overwrite, progress=progress)
+            report = tokenize_artifact(
+                input_dir, output_dir, tokenizer, text_field, glob, overwrite, progress=progress, executor=executor
             )
+            if report is not None:
+                reports.append(report)
     return reports
