@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 from evals.benchmarks import EvalItem
 from nano2.errors import Nano2Error
-from verify.code import extract_code, program_with_tests, truncate_at_stop
-from verify.sandbox import SandboxLimits, SandboxResult, run_programs
+from verify.code import extract_code, judged_program, program_with_tests, truncate_at_stop
+from verify.sandbox import Program, SandboxLimits, SandboxResult, run_programs
 
 
 def _defines_top_level(code: str, name: str | None) -> bool:
@@ -25,7 +25,13 @@ def _defines_top_level(code: str, name: str | None) -> bool:
 
 
 def build_program(item: EvalItem, completion: str) -> str:
-    """The full test program for one completion of a code item (HumanEval or MBPP)."""
+    """The full test program for one completion of a code item (HumanEval or MBPP), as one text to read."""
+    parts = build_judged_program(item, completion)
+    return program_with_tests(parts.solution, parts.tests, parts.preamble)
+
+
+def build_judged_program(item: EvalItem, completion: str) -> Program:
+    """The same program as the sandbox runs it: the solution apart from the (trusted) tests."""
     if item.kind != "code" or item.tests is None:
         raise Nano2Error(f"{item.id}: not a code item")
     if item.benchmark == "humaneval":
@@ -37,14 +43,14 @@ def build_program(item: EvalItem, completion: str) -> str:
     else:
         code, _ = extract_code(truncate_at_stop(completion, ("[DONE]",)))
         solution = code.strip("\n") + "\n"
-    return program_with_tests(solution, item.tests, item.preamble)
+    return judged_program(solution, item.tests, item.preamble)
 
 
-def reference_program(item: EvalItem) -> str:
+def reference_program(item: EvalItem) -> Program:
     """The program for the benchmark's own canonical solution (it must pass: the oracle check)."""
     if item.reference is None:
         raise Nano2Error(f"{item.id}: no reference solution")
-    return build_program(item, item.reference)
+    return build_judged_program(item, item.reference)
 
 
 def run_completions(
@@ -54,4 +60,5 @@ def run_completions(
     on_result: Callable[[int, SandboxResult], None] | None = None,
 ) -> list[SandboxResult]:
     """Run (item, completion) pairs in the sandbox with a small pool; results in input order."""
-    return run_programs([build_program(item, completion) for item, completion in pairs], limits, workers, on_result)
+    programs = [build_judged_program(item, completion) for item, completion in pairs]
+    return run_programs(programs, limits, workers, on_result)

@@ -5,7 +5,8 @@ reply's ```python (or untagged) blocks, of which the last one that defines the f
 (else the last one with a `def`, else the last one: a reply's final code is its answer, as its final box is); no
 block means the completion is code as it stands (a base model's continuation). The test program is the preamble
 (imports), the solution, then the tests (setup code that uses the solution, then the asserts), and it runs only in
-`verify.sandbox`.
+`verify.sandbox`, which keeps the parts apart (`judged_program`): the tests run after the solution in their own
+namespace, where only built-in values may be compared, so an always-equal object or a patched helper cannot pass.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from verify.sandbox import SandboxLimits, SandboxResult, run_program
+from verify.sandbox import Program, SandboxLimits, SandboxResult, run_program
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
@@ -58,6 +59,11 @@ def program_with_tests(solution: str, tests: str, preamble: str = "") -> str:
     return "\n\n".join(part for part in (preamble.strip(), solution, tests) if part)
 
 
+def judged_program(solution: str, tests: str, preamble: str = "") -> Program:
+    """The sandbox's view of the same program: the solution untrusted, the tests trusted and checked strictly."""
+    return Program(solution=solution, tests=tests, preamble=preamble.strip())
+
+
 def run_tests(solution: str, tests: str, preamble: str = "", limits: SandboxLimits | None = None) -> SandboxResult:
     """Run a solution against its tests in the sandbox; `result.passed` is the verdict."""
-    return run_program(program_with_tests(solution, tests, preamble), limits)
+    return run_program(judged_program(solution, tests, preamble), limits)

@@ -171,6 +171,7 @@ def _child_main() -> None:
     import _signal
     import ast
     import builtins
+    import contextlib
     import os
     import resource
     import sys
@@ -186,20 +187,28 @@ def _child_main() -> None:
     os.close(payload_fd)
     config = ast.literal_eval(b"".join(chunks).decode("utf-8"))
     del chunks
-    secret = config.pop("secret").encode("ascii")
     sys.argv = [config["program"]]
     report: dict = {"verdict": "error", "reason": "", "uid": os.getuid()}
-    write, exit_now, type_, id_, len_, isinstance_ = os.write, os._exit, type, id, len, isinstance
-    repr_, str_, getattr_, dict_, set_ = repr, str, getattr, dict, set
+    exit_now, type_, id_, len_, isinstance_ = os._exit, type, id, len, isinstance
+    str_, getattr_, dict_, set_ = str, getattr, dict, set
 
-    def finish() -> None:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException:
-            pass
-        write(verdict_fd, secret + b" " + repr_(report).encode("utf-8", "replace") + b"\n")
-        exit_now(0)
+    def seal(secret: bytes, fd: int, write: object, repr_: object, flush: object) -> object:
+        """The one writer of the verdict; the secret lives only in its closure (no frame's locals show it)."""
+
+        def finish(report: dict) -> None:
+            with contextlib.suppress(BaseException):
+                flush()
+            write(fd, secret + b" " + repr_(report).encode("utf-8", "replace") + b"\n")
+            exit_now(0)
+
+        return finish
+
+    def flush_both() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+    finish = seal(config.pop("secret").encode("ascii"), verdict_fd, os.write, repr, flush_both)
+    del verdict_fd
 
     limits = config["limits"]
 
@@ -218,25 +227,49 @@ def _child_main() -> None:
     lower(resource.RLIMIT_CORE, 0)
 
     # -- the trusted tests: compiled now, before any untrusted code runs, with strict comparisons -------------------
-    heap_flag = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made at run time, whose methods can be anything
+    heap_flag = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made at run time, whose methods can be anything...
+    immutable_flag = 1 << 8  # ...unless Py_TPFLAGS_IMMUTABLETYPE (C types such as re.Match; never a `class`)
+
+    trusted_heap_types: set = set_()  # stdlib classes of the watched modules (Counter, Fraction), filled below
+    containers = ((dict, dict.items), (list, list.__iter__), (tuple, tuple.__iter__), (set, set.__iter__))
+    containers += ((frozenset, frozenset.__iter__),)
+    issubclass_ = issubclass
+
+    harmless = {"__module__", "__qualname__", "__doc__", "__slots__", "__init__", "__new__", "__repr__", "__str__"}
+    harmless |= {"__dict__", "__weakref__", "__annotations__", "__match_args__", "__getnewargs__", "__orig_bases__"}
+    harmless |= {"__parameters__", "__init_subclass__", "__class_getitem__", "__format__", "__reduce__"}
+    harmless |= {"__reduce_ex__", "__getstate__", "__setstate__", "__copy__", "__deepcopy__"}
+
+    def honest_class(kind: type) -> bool:
+        """No class in its MRO that Python code made (and we do not watch) defines a comparison, arithmetic, truth
+        or container method: an object like that could answer any test (`__eq__` returning True)."""
+        for klass in kind.__mro__:
+            flags = klass.__flags__
+            if not flags & heap_flag or flags & immutable_flag or id_(klass) in trusted_heap_types:
+                continue
+            for name in dict_(klass.__dict__):
+                if name[:2] == "__" and name[-2:] == "__" and name not in harmless:
+                    return False
+        return True
 
     def plain(value: object, depth: int = 0, seen: set | None = None) -> bool:
-        """Of a static built-in type all the way down (such a value's comparisons cannot be patched)."""
+        """Honest classes all the way down through containers (see `honest_class`)."""
         kind = type_(value)
-        if kind.__flags__ & heap_flag or depth > 50:
+        if depth > 50 or not honest_class(kind):
             return False
-        if kind in (list, tuple, set, frozenset, dict):
-            seen = seen if seen is not None else set_()
-            if id_(value) in seen:
-                return True
-            seen.add(id_(value))
-            items = value.items() if kind is dict else value  # type: ignore[attr-defined]
-            for item in items:
-                if kind is dict:
-                    if not (plain(item[0], depth + 1, seen) and plain(item[1], depth + 1, seen)):
+        for base, iterate in containers:
+            if issubclass_(kind, base):
+                seen = seen if seen is not None else set_()
+                if id_(value) in seen:
+                    return True
+                seen.add(id_(value))
+                for item in iterate(value):
+                    if base is dict:
+                        if not (plain(item[0], depth + 1, seen) and plain(item[1], depth + 1, seen)):
+                            return False
+                    elif not plain(item, depth + 1, seen):
                         return False
-                elif not plain(item, depth + 1, seen):
-                    return False
+                break
         return True
 
     def strict(value: object) -> object:
@@ -292,6 +325,10 @@ def _child_main() -> None:
             node.test = self._wrap(node.test)
             return node
 
+    # stdlib modules whose classes a solution may return (Counter): imported early, so their classes are watched
+    value_modules = {"collections", "fractions", "decimal", "datetime", "array", "heapq", "re", "string", "math"}
+    value_modules |= {"itertools", "functools", "operator", "statistics", "typing", "numbers", "cmath", "bisect"}
+
     def imported(tree: ast.AST) -> list[str]:
         names = []
         for node in ast.walk(tree):
@@ -309,10 +346,14 @@ def _child_main() -> None:
         tests_code = compile(ast.fix_missing_locations(Strict().visit(tests_tree)), config["tests_name"], "exec")
     except BaseException as exc:
         report.update(verdict="error", reason=f"{type_(exc).__name__}: {exc}")
-        finish()
+        finish(report)
     # the modules the tests rely on, imported before the solution can patch them, then watched
     watched = {"builtins": builtins}
-    for name in imported(tests_tree) + imported(ast.parse(config["preamble"])):
+    try:
+        solution_imports = [n for n in imported(ast.parse(config["solution"])) if n.split(".")[0] in value_modules]
+    except BaseException:
+        solution_imports = []
+    for name in imported(tests_tree) + imported(ast.parse(config["preamble"])) + solution_imports:
         try:
             __import__(name)
             for prefix in [".".join(name.split(".")[: i + 1]) for i in range(name.count(".") + 1)]:
@@ -329,7 +370,7 @@ def _child_main() -> None:
         for name, module in watched.items():
             state[name] = (id_(sys.modules.get(name)), {k: id_(v) for k, v in dict_(module.__dict__).items()})
             for key, value in dict_(module.__dict__).items():
-                if type_(value) is type_ and getattr_(value, "__module__", None) == name:
+                if isinstance_(value, type_) and getattr_(value, "__module__", None) == name:
                     state[f"{name}.{key}"] = (id_(value), {k: id_(v) for k, v in dict_(value.__dict__).items()})
         return state
 
@@ -342,6 +383,10 @@ def _child_main() -> None:
 
     pristine_builtins = dict_(builtins.__dict__)
     before = snapshot()
+    for module in watched.values():
+        for value in dict_(module.__dict__).values():
+            if isinstance_(value, type_) and getattr_(value, "__module__", None) == module.__name__:
+                trusted_heap_types.add(id_(value))
 
     # -- the audit hook: defence in depth; never switched off once user code has run --------------------------------
     class SandboxViolation(BaseException):
@@ -377,12 +422,67 @@ def _child_main() -> None:
             "gc.get_objects",
             "gc.get_referrers",
             "gc.get_referents",
-            "object.__setattr__",
-            "object.__delattr__",
+            "code.__new__",
         }
     )
-    frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_locals", "f_globals"})
+    frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "__code__"})
     allow_fork, own_pid, str_startswith = config["allow_fork"], os.getpid(), str.startswith
+    # Stdlib code that reads a frame without handing it out: (file, function) -> the caller it must serve, if any.
+    stdlib = os.path.dirname(os.__file__) + "/"
+    frame_readers = {
+        ("typing.py", "_caller"): None,
+        ("collections/__init__.py", "namedtuple"): None,
+        ("enum.py", "EnumType.__call__"): None,
+        ("enum.py", "EnumType._create_"): None,
+        ("logging/__init__.py", "<lambda>"): "Logger.findCaller",
+        ("traceback.py", "walk_tb"): "StackSummary._extract_from_extended_frame_gen",
+        ("traceback.py", "_walk_tb_with_full_positions"): "StackSummary._extract_from_extended_frame_gen",
+        ("unittest/result.py", "TestResult._is_relevant_tb_level"): None,
+    }
+    getframe = sys._getframe
+    import_codes = (
+        sys.modules["_frozen_importlib"]._call_with_frames_removed.__code__,
+        sys.modules["_frozen_importlib_external"]._compile_bytecode.__code__,
+    )
+    busy = [False]
+
+    def stdlib_reader() -> bool:
+        """Whether the code asking for a frame is a known stdlib reader (code made to look like one is refused)."""
+        if busy[0]:
+            return True
+        busy[0] = True
+        try:
+            caller = getframe(2)  # 0 this function, 1 the hook, 2 the Python code behind the audited call
+            code = caller.f_code
+            name = code.co_filename
+            if not str_startswith(name, stdlib):
+                return False
+            wanted = frame_readers.get((name[len_(stdlib) :], code.co_qualname), False)
+            if wanted is False:
+                return False
+            return wanted is None or (caller.f_back is not None and caller.f_back.f_code.co_qualname == wanted)
+        finally:
+            busy[0] = False
+
+    def stdlib_caller() -> bool:
+        """Stdlib code reading a function's __code__ (logging, inspect.signature), except dis, which hands it out."""
+        if busy[0]:
+            return True
+        busy[0] = True
+        try:
+            name = getframe(2).f_code.co_filename
+            return str_startswith(name, stdlib) and name != stdlib + "dis.py"
+        finally:
+            busy[0] = False
+
+    def from_import_system() -> bool:
+        if busy[0]:
+            return True
+        busy[0] = True
+        try:
+            return getframe(2).f_code in import_codes
+        finally:
+            busy[0] = False
 
     def block(reason: str) -> None:
         violations.append(reason)
@@ -407,10 +507,19 @@ def _child_main() -> None:
                 block(f"signalling another process ({event})")
         elif event in ("os.chroot", "os.setns", "os.unshare"):
             block(f"namespace change ({event})")
+        elif event == "sys._getframe":
+            if not stdlib_reader():
+                block("introspection of the harness (sys._getframe)")
         elif event in introspection_events:
             block(f"introspection of the harness ({event})")
-        elif event == "object.__getattr__" and len_(args) > 1 and args[1] in frame_attributes:
-            block(f"introspection of the harness (frame access: {args[1]})")
+        elif event in ("object.__getattr__", "object.__setattr__") and len_(args) > 1 and args[1] in frame_attributes:
+            if event == "object.__setattr__" or not (stdlib_reader() if args[1] != "__code__" else stdlib_caller()):
+                block(f"introspection of the harness ({args[1]})")
+        elif event == "compile" and len_(args) > 1 and type_(args[1]) is str and str_startswith(args[1], stdlib):
+            if not from_import_system():
+                block(f"code posing as the stdlib ({args[1]})")
+        elif event in ("marshal.loads", "marshal.load") and not from_import_system():
+            block(f"code posing as the stdlib ({event})")
         elif event == "import" and args and args[0] in ("_posixsubprocess", "_ctypes", "gc"):
             block(f"process creation or introspection (import {args[0]})")
 
@@ -471,7 +580,7 @@ def _child_main() -> None:
     if forked[0]:  # a forked copy of the program must not write the report
         exit_now(0)
     report["stage"] = stage
-    finish()
+    finish(report)
 
 
 _CHILD_SOURCE = textwrap.dedent(inspect.getsource(_child_main)) + "\n_child_main()\n"
