@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser run test test-all lint format bench clean
+.PHONY: setup browser sandbox run test test-all lint format bench clean
 
 setup: $(STAMP)
 
@@ -21,11 +21,18 @@ browser:
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "note: chromium not installed (needs root); the report's browser test will skip"; }
 
+# bubblewrap, the kernel sandbox every piece of generated code runs in (verify/sandbox.py refuses to run code without
+# it). Debian's package; installed when root (CI), else a note: a developer installs it once with apt.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+	    || echo "note: bubblewrap not installed (needs root: apt-get install bubblewrap); generated code will not run"; }
+
 # The main job: the whole recipe at tiny scale (recipes/tiny.yaml), cached stage by stage, then its report.
-run: setup
+run: setup sandbox
 	$(BIN)/nano2 run recipes/tiny.yaml
 
-test: setup browser
+test: setup browser sandbox
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
 
 test-all: setup
