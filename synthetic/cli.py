@@ -42,6 +42,9 @@ def run_cmd(
             )
 
         result = run_synthesis(cfg, config_path=config, stages=stage or None, on_batch=show)
+    if result.submitted:
+        console.print(f"submitted {cfg.name} to {cfg.executor.kind}; stage manifests appear as its jobs finish")
+        return
     for name, manifest in result.manifests.items():
         s = manifest.stats
         console.print(

@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from curation.executors import ExecutorConfig
 from curation.web.config import expand_path
 from curation.web.steps import MULTILINGUAL_LANGUAGES
 from nano2.config import load_yaml_model
@@ -238,6 +239,11 @@ class SynthConfig(_Strict):
     seed: int = 0
     batch_size: int = Field(default=64, ge=1, description="requests per backend call; the cache is flushed per batch")
     retry_failed: bool = Field(default=True, description="re-send requests that failed in an earlier run")
+    executor: ExecutorConfig = Field(
+        default_factory=ExecutorConfig,
+        description="tasks (shards of every stage's input documents), workers, kind local | slurm | ray; one request "
+        "cache per shard (synthetic.shards)",
+    )
     rephrase: RephraseConfig = Field(default_factory=RephraseConfig)
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
@@ -260,6 +266,15 @@ class SynthConfig(_Strict):
             section = getattr(self, stage)
             if section.enabled and not section.inputs:
                 raise ValueError(f"{stage} is enabled but has no inputs")
+        return self
+
+    @model_validator(mode="after")
+    def _shardable(self) -> SynthConfig:
+        if self.executor.tasks > 1 and self.preference.enabled and self.preference.mismatched_fallback:
+            raise ValueError(
+                "preference.mismatched_fallback pairs a problem with another problem's solution, across the whole "
+                "input: it cannot run sharded (set executor.tasks: 1 or mismatched_fallback: false)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -290,6 +305,21 @@ class SynthConfig(_Strict):
     @property
     def cache_path(self) -> Path:
         return Path(self.output_dir) / ".cache" / "requests.sqlite"
+
+    def shard_cache_path(self, rank: int, world_size: int) -> Path:
+        """The request cache of one shard (one task writes it; a single-task run keeps `cache_path`)."""
+        if world_size == 1:
+            return self.cache_path
+        return Path(self.output_dir) / ".cache" / f"requests-{rank:05d}-of-{world_size:05d}.sqlite"
+
+    def shard_dir(self, stage: str, rank: int) -> Path:
+        """Where one shard of a sharded stage writes before the merge: a hidden sibling of the stage folder."""
+        final = self.stage_dir(stage)
+        return final.parent / f".{final.name}.shards" / f"{rank:05d}"
+
+    def shard_logs(self, stage: str) -> Path:
+        """datatrove's logging dir (completions, stats) of a sharded stage and of its merge."""
+        return Path(self.output_dir) / ".cache" / "logs" / stage
 
     def enabled_stages(self) -> list[str]:
         return [s for s in STAGES if getattr(self, s).enabled]

@@ -161,6 +161,28 @@ class RunResult:
     manifests: dict[str, Manifest]
     requests: RequestStats
     drops: dict[str, dict[str, int]] = field(default_factory=dict)
+    submitted: bool = False  # sent to Slurm: the manifests appear when the jobs finish
+
+
+def run_stage_shard(
+    cfg: SynthConfig,
+    config_path: str | None,
+    stage: str,
+    rank: int,
+    world_size: int,
+    backend_factory: Callable[[], Backend] | None = None,
+) -> Manifest:
+    """One shard of one stage (a datatrove task of `synthetic.shards`): its own request cache and output folder."""
+    counter = token_counter(cfg.tokenizer)
+    cache = RequestCache(cfg.shard_cache_path(rank, world_size))
+    generator = Generator(backend_factory or (lambda: make_backend(cfg.backend)), cache, model_identity(cfg.backend),
+                          cfg.batch_size, retry_failed=cfg.retry_failed)  # fmt: skip
+    ctx = StageContext(cfg, config_path, counter, generator, rank=rank, world_size=world_size)
+    try:
+        return STAGE_RUNNERS[stage](ctx)
+    finally:
+        generator.close()
+        cache.close()
 
 
 def run_synthesis(
@@ -179,6 +201,9 @@ def run_synthesis(
     if disabled:
         raise Nano2Error(f"stage {disabled[0]!r} is not enabled in the config")
     check_chat_root(cfg)
+    ordered = [s for s in STAGE_RUNNERS if s in chosen]
+    if cfg.executor.tasks > 1 or cfg.executor.kind != "local":
+        return _run_sharded(cfg, config_path, ordered, backend_factory)
     counter = token_counter(cfg.tokenizer)
     model = model_identity(cfg.backend)
     cache = RequestCache(cfg.cache_path)
@@ -195,7 +220,7 @@ def run_synthesis(
     manifests: dict[str, Manifest] = {}
     drops: dict[str, Counter[str]] = {}
     try:
-        for stage in [s for s in STAGE_RUNNERS if s in chosen]:
+        for stage in ordered:
             current["stage"] = stage
             manifests[stage] = STAGE_RUNNERS[stage](ctx)
             for task, reasons in manifests[stage].extra.get("drops", {}).items():
@@ -204,3 +229,23 @@ def run_synthesis(
         generator.close()
         cache.close()
     return RunResult(manifests, generator.stats, {t: dict(r) for t, r in drops.items()})
+
+
+def _run_sharded(
+    cfg: SynthConfig, config_path: str | Path | None, stages: list[str], backend_factory: Callable[[], Backend] | None
+) -> RunResult:
+    """The stages as datatrove tasks (`synthetic.shards`); the result is read back from the merged manifests."""
+    from synthetic.shards import run_sharded
+
+    model_identity(cfg.backend)  # a missing local checkpoint fails here, before any task starts
+    if not run_sharded(cfg, str(config_path) if config_path else None, stages, backend_factory):
+        return RunResult({}, RequestStats(), submitted=True)
+    manifests = {stage: read_manifest(cfg.stage_dir(stage)) for stage in stages}
+    requests: Counter[str] = Counter()
+    drops: dict[str, Counter[str]] = {}
+    for manifest in manifests.values():
+        requests.update(manifest.extra.get("requests", {}))
+        for task, reasons in manifest.extra.get("drops", {}).items():
+            drops.setdefault(task, Counter()).update(reasons)
+    totals = RequestStats(**{k: int(requests.get(k, 0)) for k in RequestStats().as_dict()})
+    return RunResult(manifests, totals, {t: dict(r) for t, r in drops.items()})

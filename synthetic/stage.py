@@ -8,6 +8,7 @@ context and calls the enabled stages in order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -101,14 +102,33 @@ def carried_metadata(source: Mapping[str, Any]) -> dict[str, Any]:
     return {key: str(source[key]) for key in CARRIED_METADATA if source.get(key) is not None}
 
 
+def shard_of(key: str, world_size: int) -> int:
+    """The shard an input document belongs to: a hash of its id (the same on every worker and every rerun)."""
+    if world_size == 1:
+        return 0
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % world_size
+
+
 @dataclass
 class StageContext:
-    """What every stage gets: the config, the counting tokenizer and the request path."""
+    """What every stage gets: the config, the counting tokenizer, the request path, and its shard of the input
+    (`rank` of `world_size`: a stage handles only the input documents `in_shard` accepts)."""
 
     cfg: SynthConfig
     config_path: str | None
     counter: TokenCounter
     generator: JobGenerator
+    rank: int = 0
+    world_size: int = 1
+
+    def in_shard(self, key: str) -> bool:
+        """Whether the input document with this id is this shard's to send, write and drop."""
+        return shard_of(key, self.world_size) == self.rank
+
+    def output_dir(self, stage: str) -> Path:
+        """The stage folder, or this shard's folder before the merge when the stage runs in several shards."""
+        return self.cfg.stage_dir(stage) if self.world_size == 1 else self.cfg.shard_dir(stage, self.rank)
 
     @property
     def model(self) -> str:
@@ -119,13 +139,13 @@ class StageContext:
         return RequestStats(**self.generator.stats.as_dict())
 
     def documents(self, stage: str) -> DocumentOutput:
-        return DocumentOutput(self.cfg.stage_dir(stage), stage, self.counter)
+        return DocumentOutput(self.output_dir(stage), stage, self.counter)
 
     def chat(self, stage: str) -> ChatOutput:
-        return ChatOutput(self.cfg.stage_dir(stage), stage, self.counter)
+        return ChatOutput(self.output_dir(stage), stage, self.counter)
 
     def preferences(self, stage: str) -> PreferenceOutput:
-        return PreferenceOutput(self.cfg.stage_dir(stage), stage, self.counter)
+        return PreferenceOutput(self.output_dir(stage), stage, self.counter)
 
     def finish(
         self, out: StageOutput, stage: str, inputs: list[InputRef], before: RequestStats, **extra: Any

@@ -50,12 +50,14 @@ def run_long_context(ctx: StageContext) -> Manifest:
         for doc in unique(d for spec in cfg.inputs for d in iter_documents(spec)):
             if cfg.max_documents is not None and taken >= cfg.max_documents:
                 return
-            tokens = ctx.counter.count(doc.text)
+            tokens = ctx.counter.count(doc.text)  # every shard counts every document: max_documents is run-wide
             if tokens < cfg.min_document_tokens:
-                out.drop(TASK, doc.id, "document_too_short", {"tokens": tokens})
+                if ctx.in_shard(doc.id):
+                    out.drop(TASK, doc.id, "document_too_short", {"tokens": tokens})
                 continue
             taken += 1
-            yield doc
+            if ctx.in_shard(doc.id):
+                yield doc
 
     def jobs() -> Iterator[Job]:
         for doc in documents():

@@ -139,7 +139,7 @@ def run_preference(ctx: StageContext) -> Manifest:
 
     def jobs() -> Iterator[Job]:
         for spec_index, spec in enumerate(cfg.inputs):
-            for problem in unique(iter_problems(spec)):
+            for problem in unique(p for p in iter_problems(spec) if ctx.in_shard(p.id)):
                 reason = problem_drop(problem, spec)
                 if reason is not None:
                     out.drop(TASK, problem.id, reason)

@@ -27,7 +27,7 @@ def run_reasoning(ctx: StageContext) -> Manifest:
 
     def jobs() -> Iterator[Job]:
         for spec in cfg.inputs:
-            for problem in unique(iter_problems(spec)):
+            for problem in unique(p for p in iter_problems(spec) if ctx.in_shard(p.id)):
                 reason = problem_drop(problem, spec)
                 if reason is not None:
                     out.drop(REASONING_TASK, problem.id, reason)

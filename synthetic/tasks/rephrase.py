@@ -162,7 +162,7 @@ def run_rephrase(ctx: StageContext) -> Manifest:
     prompts = {task: load_prompt(task) for task in (*cfg.high_tasks, *cfg.low_tasks)}
 
     def jobs() -> Iterator[Job]:
-        for doc in unique(d for spec in cfg.inputs for d in iter_documents(spec)):
+        for doc in unique(d for spec in cfg.inputs for d in iter_documents(spec) if ctx.in_shard(d.id)):
             url = doc.metadata.get(Meta.URL)
             if not doc.text.strip():
                 out.drop("routing", doc.id, "empty_document", url=url)

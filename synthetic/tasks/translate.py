@@ -83,7 +83,9 @@ def run_translate(ctx: StageContext) -> Manifest:
     documents = itertools.islice(iter_stage_documents(source_dir, subset="diverse_qa"), cfg.max_documents)
 
     def jobs() -> Iterator[Job]:
-        for document in documents:
+        for document in documents:  # max_documents is run-wide: every shard reads the same first rows
+            if not ctx.in_shard(document["id"]):
+                continue
             pairs = appended_qa_pairs(document["text"], ctx.cfg.rephrase.diverse_qa_max_pairs)
             if not pairs:
                 out.drop("translate", document["id"], "source_no_qa_pairs")

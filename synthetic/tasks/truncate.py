@@ -83,6 +83,8 @@ def run_truncate(ctx: StageContext) -> Manifest:
         """(source id, prompt turns, trace, answer, origin) of every verified trace."""
         if cfg.from_reasoning:
             for row in iter_chat_rows(reasoning_dir):
+                if not ctx.in_shard(row["id"]):
+                    continue
                 split = parse_target(row["messages"][-1]["content"]) if row["reasoning"] else None
                 if split is not None:
                     origin = {"origin": REASONING_TASK, "model": row["model"], "sampling": row["sampling"],
@@ -90,6 +92,8 @@ def run_truncate(ctx: StageContext) -> Manifest:
                     yield row["id"], row["messages"][:-1], *split, origin
         for spec in cfg.gold_inputs:
             for problem in iter_problems(spec):
+                if not ctx.in_shard(problem.id):
+                    continue
                 solution = reference_solution(problem, spec)
                 if solution is None or not problem.text.strip():
                     out.drop(TASK, problem.id, "no_reference_solution")
