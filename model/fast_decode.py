@@ -152,9 +152,14 @@ def _gated_rms(y: torch.Tensor, gate: torch.Tensor, layer: _MambaLayer) -> torch
     return layer.gnorm_w * g.view(*prefix, last)
 
 
-def _mamba_core(zxbcdt: torch.Tensor, layer: _MambaLayer) -> torch.Tensor:
+def _mamba_core(zxbcdt: torch.Tensor, layer: _MambaLayer, fused: bool = False) -> torch.Tensor:
     """Everything of a Mamba-2 decode step between in_proj and out_proj, for every sequence: conv window, SSM
     update and readout, gated RMSNorm. Updates the layer's conv window and SSM state in place.
+
+    The SSM state is the big operand at large batch (batch x heads x head_dim x state fp32). Eager torch updates
+    it in place and reads it once more for the readout; `fused=True` (for torch.compile) writes the update as one
+    expression whose result is both stored and reduced, which inductor emits as a single pass over the state
+    (about 2x faster at batch 168 on the benchmark machine).
 
     Heads are laid out (group, head-in-group) as transformers expands B and C, so B and C broadcast over the
     heads of their group as views instead of being repeated.
@@ -170,11 +175,17 @@ def _mamba_core(zxbcdt: torch.Tensor, layer: _MambaLayer) -> torch.Tensor:
     dt = F.softplus(dt + layer.dt_bias).clamp_(min=layer.dt_min).float()  # (b, heads); clamped as the chunk scan does
     grouped = (b, layer.groups, layer.heads // layer.groups, layer.head_dim)
     x = x.view(b, layer.heads, layer.head_dim)
-    ssm = layer.ssm_state[:b]
-    ssm.mul_(torch.exp(dt * layer.A)[:, :, None, None])
+    ssm = layer.ssm_state[:b].view(*grouped, layer.state)
+    decay = torch.exp(dt * layer.A).view(*grouped[:3], 1, 1)
     dtx = (x * dt.unsqueeze(-1)).view(*grouped, 1)
-    ssm.view(*grouped, layer.state).addcmul_(dtx, B.view(b, layer.groups, 1, 1, layer.state))
-    y = torch.matmul(ssm.view(*grouped, layer.state), C.view(b, layer.groups, 1, layer.state, 1))
+    B, C = B.view(b, layer.groups, 1, 1, layer.state), C.view(b, layer.groups, 1, 1, layer.state)
+    if fused:  # one expression inductor turns into a single loop: read the state, write it, reduce it
+        new = ssm * decay + dtx * B
+        ssm.copy_(new)
+        y = (new * C).sum(-1)
+    else:  # eager: in place, and the readout as a batched matrix-vector product
+        ssm.mul_(decay).addcmul_(dtx, B)
+        y = torch.matmul(ssm, C.transpose(-1, -2))
     y = torch.addcmul(y.view(b, layer.heads, layer.head_dim), layer.D, x)
     return _gated_rms(y.view(b, layer.d_inner), z, layer).to(dtype)
 
@@ -204,7 +215,7 @@ def _compiled_mamba_core() -> Callable[[torch.Tensor, _MambaLayer], torch.Tensor
     inputs), so a model compiles once per batch size. The in/out projections stay outside: inductor would fuse
     them into its own reduction loops, which stream the weights at about half the speed of the split `bmm`.
     """
-    return torch.compile(_mamba_core, dynamic=False)
+    return torch.compile(functools.partial(_mamba_core, fused=True), dynamic=False)
 
 
 class FastDecoder:

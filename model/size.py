@@ -182,3 +182,12 @@ def max_context(cfg: HybridConfig, gpu: GpuBudget, batch: int = 1, dtype: str = 
     if room < per_token:
         return 0
     return room // per_token if per_token else 2**62
+
+
+def max_batch(cfg: HybridConfig, context: int, budget_bytes: int, dtype: str = "bf16", ssm_dtype: str = "fp32") -> int:
+    """The largest batch whose weights + KV cache + Mamba state at `context` tokens fit `budget_bytes` (0 when even
+    one sequence does not): how many sequences a model serves at once in a fixed memory, the paper's comparison."""
+    one = inference_memory(cfg, context, 1, dtype, ssm_dtype=ssm_dtype)
+    per_sequence = one.total - one.weights
+    room = budget_bytes - one.weights
+    return max(room // per_sequence, 0) if per_sequence else 0
