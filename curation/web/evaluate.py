@@ -96,15 +96,60 @@ def load_gold_pages(path: str | Path) -> list[GoldPage]:
     return pages
 
 
-def score_extractor(extract: Callable[[str], str | None], pages: Iterable[GoldPage]) -> ExtractionResult:
-    """Run `extract` on every page; snippet counts plus the CPU seconds of each call (process time: other jobs
-    on a shared machine do not inflate it the way they inflate wall time)."""
-    total = ExtractionResult()
+def score_pages(extract: Callable[[str], str | None], pages: Iterable[GoldPage]) -> list[ExtractionResult]:
+    """Run `extract` on every page; per page, the snippet counts and the CPU seconds of the call (process time:
+    other jobs on a shared machine do not inflate it the way they inflate wall time)."""
+    results = []
     for page in pages:
         started = time.process_time()
         extracted = extract(page.html)
         seconds = time.process_time() - started
         result = score_snippets(extracted, page.with_snippets, page.without_snippets)
         result.seconds.append(seconds)
-        total.add(result)
-    return total
+        results.append(result)
+    return results
+
+
+def total(results: Iterable[ExtractionResult]) -> ExtractionResult:
+    summed = ExtractionResult()
+    for result in results:
+        summed.add(result)
+    return summed
+
+
+def score_extractor(extract: Callable[[str], str | None], pages: Iterable[GoldPage]) -> ExtractionResult:
+    """`score_pages` summed over the pages."""
+    return total(score_pages(extract, pages))
+
+
+def bootstrap_intervals(
+    results: list[ExtractionResult], reference: list[ExtractionResult] | None = None, *, n: int = 2000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of `found` and `kept` by resampling pages (a page's snippets stay together, since
+    they share its fate). With `reference` (the same pages, another extractor), also of the paired differences
+    `found - reference found` and `kept - reference kept`."""
+    import numpy as np
+
+    counts = np.array([[r.with_found, r.with_total, r.without_kept, r.without_total] for r in results], dtype=float)
+    paired = None
+    if reference is not None:
+        if len(reference) != len(results):
+            raise ValueError("paired bootstrap needs the same pages on both sides")
+        paired = np.array([[r.with_found, r.without_kept] for r in reference], dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = {"found": [], "kept": [], "found_diff": [], "kept_diff": []}
+    for _ in range(n):
+        index = rng.integers(0, len(results), len(results))
+        sample = counts[index].sum(axis=0)
+        found, kept = sample[0] / max(1.0, sample[1]), sample[2] / max(1.0, sample[3])
+        draws["found"].append(found)
+        draws["kept"].append(kept)
+        if paired is not None:
+            other = paired[index].sum(axis=0)
+            draws["found_diff"].append(found - other[0] / max(1.0, sample[1]))
+            draws["kept_diff"].append(kept - other[1] / max(1.0, sample[3]))
+    return {
+        name: (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+        for name, values in draws.items()
+        if values
+    }

@@ -203,6 +203,7 @@ class Block:
     is_math: bool = False
     in_container: bool = True
     reason: str = ""  # why the block was dropped (diagnostics)
+    whole_page: bool = False  # from the whole-page dump (main content left too little), not the main-content one
 
     @property
     def link_density(self) -> float:
@@ -451,24 +452,35 @@ def dump_markup(tree: HTMLTree, skip_selectors: tuple[str, ...] = (), whole_page
     )
 
 
-def _kept_blocks(
+def _classified_blocks(
     markup: str, has_container: bool, settings: ExtractionSettings, annotate: Callable[[list[Block]], None] | None
 ) -> list[Block]:
+    """Every block of a dump, each with its `keep` verdict (and `reason` when dropped)."""
     blocks = parse_minimal_html(markup)
     if has_container:
         blocks = _split_by_container(blocks)
     if annotate is not None:
         annotate(blocks)
-    return classify_blocks(blocks, settings) if settings.classify_blocks else blocks
+    if settings.classify_blocks:
+        classify_blocks(blocks, settings)
+    return blocks
+
+
+def _kept_chars(blocks: list[Block]) -> int:
+    return sum(len(b.text) for b in blocks if b.keep)
 
 
 def extract_blocks_from_tree(
     tree: HTMLTree,
     settings: ExtractionSettings,
     annotate: Callable[[list[Block]], None] | None = None,
+    *,
+    include_dropped: bool = False,
 ) -> list[Block]:
-    """The kept blocks of a parsed page. `annotate` sees every block before classification (the math extractor
-    rewrites delimiters there and flags blocks that hold LaTeX).
+    """The kept blocks of a parsed page (with `include_dropped`, every block of the dump the verdicts came from,
+    each with its `keep` flag and drop `reason`: what the learned block classifier starts from). `annotate` sees
+    every block before classification (the math extractor rewrites delimiters there and flags blocks that hold
+    LaTeX).
 
     When resiliparse's main-content heuristic leaves less than `whole_page_below_chars` of text (it sometimes
     drops a whole list or table that is the page's content), the page is dumped again without it (and with
@@ -477,13 +489,15 @@ def extract_blocks_from_tree(
     if tree.body is None:
         return []
     has_container = settings.use_container and mark_content_container(tree, settings.container_min_share)
-    blocks = _kept_blocks(dump_markup(tree, settings.skip_selectors), has_container, settings, annotate)
-    if sum(len(b.text) for b in blocks) < settings.whole_page_below_chars:
+    blocks = _classified_blocks(dump_markup(tree, settings.skip_selectors), has_container, settings, annotate)
+    if _kept_chars(blocks) < settings.whole_page_below_chars:
         chrome = (*settings.skip_selectors, PAGE_CHROME_SELECTORS)
-        whole = _kept_blocks(dump_markup(tree, chrome, whole_page=True), has_container, settings, annotate)
-        if sum(len(b.text) for b in whole) > sum(len(b.text) for b in blocks):
-            return whole
-    return blocks
+        whole = _classified_blocks(dump_markup(tree, chrome, whole_page=True), has_container, settings, annotate)
+        if _kept_chars(whole) > _kept_chars(blocks):
+            for block in whole:
+                block.whole_page = True
+            blocks = whole
+    return blocks if include_dropped else [b for b in blocks if b.keep]
 
 
 def extract_main_text(html: str, *, favour: str = "balanced", url: str | None = None) -> str:
