@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from resiliparse.parse.html import HTMLTree
 
+from curation.logistic import fit_logistic
 from curation.web.block_classifier import (
     FEATURE_NAMES,
     BlockModel,
     block_features,
     block_labels,
     extract_with_model,
-    fit_logistic,
     fold_of,
     page_blocks,
     prepare_pages,

@@ -1,4 +1,5 @@
-"""Score text with an ensemble of fastText quality classifiers; no datatrove here, so it tests on its own.
+"""Score text with an ensemble of quality classifiers (fastText, or `text_features` over document statistics); no
+datatrove here, so it tests on its own.
 
 `QualityScorer(classifiers).score(text)` returns {classifier name: P(high-quality label)} for any text (an empty
 text gets the model's prior, not an error). Models load lazily, once per process: the scorer pickles without them,
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from curation.quality.text_features import TEXT_MODEL_FILENAME, TextFeatureModel
 from nano2.errors import Nano2Error
 
 Normalization = Literal["lower-nopunct", "newlines"]
@@ -47,11 +49,16 @@ def normalize_text(text: str, mode: Normalization = "lower-nopunct") -> str:
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """A model file, or a directory holding `model.bin` (what train-quality writes); missing -> Nano2Error."""
+    """A model file, or a directory holding `model.bin` (fastText) or `model.json` (text features), as train-quality
+    writes them; missing -> Nano2Error."""
     path = Path(path).expanduser()
-    candidate = path / MODEL_FILENAME if path.is_dir() else path
+    candidate = path
+    if path.is_dir():
+        candidate = path / MODEL_FILENAME
+        if not candidate.is_file() and (path / TEXT_MODEL_FILENAME).is_file():
+            candidate = path / TEXT_MODEL_FILENAME
     if not candidate.is_file():
-        where = f"{path} (no {MODEL_FILENAME} inside)" if path.is_dir() else str(path)
+        where = f"{path} (no {MODEL_FILENAME} or {TEXT_MODEL_FILENAME} inside)" if path.is_dir() else str(path)
         raise Nano2Error(f"quality classifier model not found: {where}")
     return candidate
 
@@ -142,6 +149,9 @@ class QualityScorer:
                 loaded = []
                 for spec in self.classifiers:
                     path = resolve_model_path(spec.path)
+                    if path.suffix == ".json":
+                        loaded.append(_LoadedClassifier(spec.name, TextFeatureModel.load(path), spec.label, "newlines"))
+                        continue
                     model = load_fasttext_model(path)
                     labels = list(model.get_labels())
                     if spec.label not in labels:
@@ -160,6 +170,9 @@ class QualityScorer:
         scores = {}
         prepared: dict[str, str] = {}
         for clf in self._load():
+            if isinstance(clf.model, TextFeatureModel):
+                scores[clf.name] = clf.model.score(text or "")
+                continue
             line = prepared.get(clf.normalization)
             if line is None:
                 line = prepared[clf.normalization] = normalize_text(text or "", clf.normalization)

@@ -7,7 +7,8 @@ random web text. Offline we have stand-ins of both kinds:
   distributions installed here), `pydoc-topics` (Python's reference topics), `stdlib-docstrings` (read with `ast`,
   never imported, so no module side effects);
 * negatives: `jsonl` (CCNet documents), `warc` (HTML responses of WARC files) and `html-jsonl` (pages with their
-  HTML in a field, e.g. the trafilatura benchmark: the extracted full-page text, never its gold snippets).
+  HTML in a field, e.g. the trafilatura benchmark: the extracted full-page text, never its gold snippets; or, with
+  `part`, the article text our extractor keeps from each page, or the furniture it drops).
 
 Every source reads deterministically (sorted files and names), can split long texts into paragraph chunks
 (`chunk_chars`), keep only some languages (`languages`, fastText lid.176) and sample `max_docs` with the run's seed.
@@ -64,14 +65,17 @@ class JsonlSource(_SourceBase):
 
 
 class HtmlJsonlSource(_SourceBase):
-    """JSON lines whose `html_field` holds a page; the text is its extracted main content."""
+    """JSON lines whose `html_field` holds a page. `part` says which text: `page` resiliparse's main content (what a
+    crawl extract looks like), `main` the article text our extractor keeps, `boilerplate` the blocks it drops
+    (teasers, credits, share and comment prompts, link lists): real page furniture for a negative class."""
 
     kind: Literal["html-jsonl"]
     path: str
     html_field: str = "html"
+    part: Literal["page", "main", "boilerplate"] = "page"
 
     def describe(self) -> str:
-        return f"html-jsonl:{self.path}"
+        return f"html-jsonl:{self.path}" + ("" if self.part == "page" else f":{self.part}")
 
 
 class WarcSource(_SourceBase):
@@ -188,6 +192,18 @@ def _read_jsonl(source: JsonlSource, data_root: Path) -> tuple[list[str], list[P
     return texts, files
 
 
+def html_part(html: str, part: str) -> str:
+    """One `HtmlJsonlSource.part` of a page."""
+    if part == "page":
+        return html_to_text(html)
+    from resiliparse.parse.html import HTMLTree
+
+    from curation.web.extract import extract_blocks_from_tree, render_blocks, settings_for
+
+    blocks = extract_blocks_from_tree(HTMLTree.parse(html), settings_for("balanced"), include_dropped=True)
+    return render_blocks(b for b in blocks if b.keep == (part == "main"))
+
+
 def _read_html_jsonl(source: HtmlJsonlSource, data_root: Path) -> tuple[list[str], list[Path]]:
     files = _matching_files(source.path, data_root)
     texts = []
@@ -195,7 +211,7 @@ def _read_html_jsonl(source: HtmlJsonlSource, data_root: Path) -> tuple[list[str
         for record in _jsonl_records(path):
             html = record.get(source.html_field)
             if isinstance(html, str) and html:
-                texts.append(html_to_text(html))
+                texts.append(html_part(html, source.part))
     return texts, files
 
 

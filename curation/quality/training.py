@@ -42,6 +42,7 @@ from curation.quality.scorer import (
     normalize_text,
 )
 from curation.quality.sources import Source, SourceTexts, default_data_root, read_source
+from curation.quality.text_features import TEXT_MODEL_FILENAME, train_text_feature_model
 from curation.quality.thresholds import QualityThresholds
 from nano2.config import load_yaml_model
 from nano2.errors import Nano2Error
@@ -96,6 +97,11 @@ class ClassifierTrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
+    model: Literal["fasttext", "text-features"] = Field(
+        default="fasttext",
+        description="fastText over words and bigrams, or a logistic regression over document statistics "
+        "(curation.quality.text_features: length, sentence ends, stop words, repeated lines ...)",
+    )
     positives: list[Source] = Field(min_length=1)
     negatives: list[Source] = Field(min_length=1)
     fasttext: FastTextParams | None = Field(default=None, description="overrides the run's fasttext settings")
@@ -146,6 +152,7 @@ _TINY_WEB = [
     {"kind": "warc", "path": "web/*.warc.gz"},
     {"kind": "html-jsonl", "path": "web/trafilatura_eval_dev.jsonl.gz"},
 ]
+_GOLD_PAGES = "web/trafilatura_eval_dev.jsonl.gz"
 # stdlib packages with prose-heavy docstrings (parsing all of the stdlib takes several seconds)
 _TINY_STDLIB_MODULES = [
     "argparse", "asyncio", "collections", "concurrent", "contextlib", "dataclasses", "datetime", "decimal",
@@ -155,14 +162,17 @@ _TINY_STDLIB_MODULES = [
 
 
 def tiny_config() -> TrainQualityConfig:
-    """The built-in `tiny` setup: two differently sourced classifiers against the same web text, seconds to train.
+    """The built-in `tiny` setup: three differently sourced classifiers, seconds to train.
 
     * `gsm8k-readmes`: GSM8K train problems with worked answers + installed packages' READMEs;
     * `pydoc-stdlib`: Python's reference topics + standard-library docstrings;
-    both against CCNet + WARC + trafilatura web text (about 520 pages). fastText as DCLM trains it (lr 0.1,
-    5 epochs, bigrams) with a small dim and hash table (models of about 20 MB). More epochs fit the held-out split no
-    better and the human labels worse: the model then learns the positives' topics (math, Python) rather than
-    what separates written prose from web boilerplate.
+    both against CCNet + WARC + trafilatura web text (about 520 pages);
+    * `web-prose` (`text-features`: a logistic regression over document statistics, not fastText): the article
+      text our extractor keeps from the trafilatura pages against the furniture it drops from them and the WARC
+      pages. It sees the shape of a text (length, sentence ends, repeated lines), which fastText cannot.
+    fastText as DCLM trains it (lr 0.1, 5 epochs, bigrams) with a small dim and hash table (models of about 20 MB).
+    More epochs fit the held-out split no better and the human labels worse: the model then learns the positives'
+    topics (math, Python) rather than what separates written prose from web boilerplate.
     """
     return TrainQualityConfig.model_validate(
         {
@@ -189,6 +199,15 @@ def tiny_config() -> TrainQualityConfig:
                         {"kind": "stdlib-docstrings", "modules": _TINY_STDLIB_MODULES, "max_docs": 400},
                     ],
                     "negatives": _TINY_WEB,
+                },
+                {
+                    "name": "web-prose",
+                    "model": "text-features",
+                    "positives": [{"kind": "html-jsonl", "path": _GOLD_PAGES, "part": "main"}],
+                    "negatives": [
+                        {"kind": "html-jsonl", "path": _GOLD_PAGES, "part": "boilerplate"},
+                        {"kind": "warc", "path": "web/*.warc.gz"},
+                    ],
                 },
             ],
         }
@@ -420,15 +439,22 @@ def train_classifier(
     training_set = build_training_set(
         clf, cfg, data_root, validation_keys=validation_keys, cache=cache, progress=progress
     )
-    params = clf.fasttext or cfg.fasttext
-    args = params.to_fasttext_args(cfg.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model_path = output_dir / MODEL_FILENAME
     progress(f"train {clf.name}")
-    with tempfile.TemporaryDirectory(prefix="nano2-quality-") as tmp:
-        train_file = Path(tmp) / "train.txt"
-        train_sha = write_fasttext_file(train_file, training_set.train, cfg.normalization)
-        run_fasttext_training(train_file, model_path, args)
+    args: dict[str, Any] | None = None
+    if clf.model == "text-features":
+        model_path = output_dir / TEXT_MODEL_FILENAME
+        train_text_feature_model([t for _, t in training_set.train], [label for label, _ in training_set.train]).save(
+            model_path
+        )
+        train_sha = hashlib.sha256(json.dumps(training_set.train).encode("utf-8")).hexdigest()
+    else:
+        args = (clf.fasttext or cfg.fasttext).to_fasttext_args(cfg.seed)
+        model_path = output_dir / MODEL_FILENAME
+        with tempfile.TemporaryDirectory(prefix="nano2-quality-") as tmp:
+            train_file = Path(tmp) / "train.txt"
+            train_sha = write_fasttext_file(train_file, training_set.train, cfg.normalization)
+            run_fasttext_training(train_file, model_path, args)
 
     progress(f"evaluate {clf.name}")
     scorer = QualityScorer([ClassifierSpec(name=clf.name, path=str(model_path), normalization=cfg.normalization)])
@@ -466,6 +492,7 @@ def train_classifier(
         extra={
             "labels": {"positive": HIGH_QUALITY_LABEL, "negative": LOW_QUALITY_LABEL},
             "normalization": cfg.normalization,
+            "model": clf.model,
             "fasttext_args": args,
             "seed": cfg.seed,
             "training_data": summary | {"train_file_sha256": train_sha},

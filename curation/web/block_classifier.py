@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from resiliparse.parse.html import HTMLTree
 
+from curation.logistic import fit_logistic, sigmoid
 from curation.web.evaluate import GOLD_SET, GoldPage, load_gold_pages, normalise_whitespace, score_snippets
 from curation.web.extract import (
     Block,
@@ -156,8 +157,7 @@ class BlockModel:
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         if len(features) == 0:
             return np.zeros(0)
-        z = ((features - self.mean) / self.scale) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+        return sigmoid(((features - self.mean) / self.scale) @ self.weights + self.bias)
 
     def to_json(self) -> dict:
         return {
@@ -278,23 +278,6 @@ def prepare_pages(pages: Iterable[GoldPage]) -> list[PreparedPage]:
         blocks = page_blocks(HTMLTree.parse(page.html)) if page.html.strip() else []
         prepared.append(PreparedPage(page, blocks, block_features(blocks), block_labels(blocks, page)))
     return prepared
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 25) -> tuple[np.ndarray, float]:
-    """L2-regularised logistic regression by Newton's method (the bias is not penalised)."""
-    design = np.hstack([x, np.ones((len(x), 1))])
-    beta = np.zeros(design.shape[1])
-    penalty = np.full(design.shape[1], l2)
-    penalty[-1] = 0.0
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(design @ beta, -30, 30)))
-        gradient = design.T @ (p - y) + penalty * beta
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty) + 1e-9 * np.eye(len(beta))
-        step = np.linalg.solve(hessian, gradient)
-        beta -= step
-        if np.abs(step).max() < 1e-7:
-            break
-    return beta[:-1], float(beta[-1])
 
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.2, 0.81, 0.05))
