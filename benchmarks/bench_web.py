@@ -73,7 +73,6 @@ def run_reference(input_dir: str, work: str, workers: int) -> None:
     # fork, as our executor does (curation/executors.py): forkserver workers are grandchildren nobody waits for,
     # so their CPU time would escape the measurement
     LocalPipelineExecutor(pipeline, tasks=4, workers=workers, logging_dir=str(out / "logs"), start_method="fork").run()
-    return _count_jsonl_rows(out / "out")
 
 
 def run_ours(input_dir: str, work: str, workers: int, shared: str, quality_dir: str) -> None:
