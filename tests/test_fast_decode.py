@@ -183,3 +183,57 @@ def test_per_token_times_rows(models):
     assert [r["position"] for r in rows] == [8, 16]
     for row in rows:
         assert row["step_ms"] > 0 and row["mamba_ms"] > 0 and row["attention_ms"] > 0 and row["mlp_ms"] > 0
+
+
+def test_large_batch_chunked_prefill_matches_full_forward(models):
+    """Batched decode as the equal-memory benchmark runs it: a batch past `_Linear._MANY_ROWS` (the F.linear path),
+    prompts prefilled a few rows at a time; every sequence still matches the reference forward."""
+    model = models["tiny-12b"]
+    batch, prompt, new = 34, 6, 4
+    ids = random_ids(batch, prompt + new, seed=34)
+    ref = reference_logits(model, ids)
+    decoder = FastDecoder(model, max_batch=batch, max_len=prompt + new)
+    got = [decoder.prefill(ids[:, :prompt], row_chunk=5)]
+    got += [decoder.step(ids[:, i]) for i in range(prompt, prompt + new - 1)]
+    err = (torch.stack(got, 1) - ref[:, prompt - 1 : prompt + new - 1]).abs().max().item()
+    assert err < TOL, f"batch {batch}: max |fast - full forward| = {err:.2e}"
+    with pytest.raises(DecodeError, match="row_chunk"):
+        decoder.prefill(ids[:, :prompt], row_chunk=0)
+
+
+def test_memory_bytes_agree_with_size_arithmetic(models):
+    """What the decoder allocates for its state is what model.size counts (KV, conv window of kernel - 1, fp32 SSM
+    state); weights are at least the model's parameters (plus the fused q/k/v copy and fp32 norm vectors)."""
+    from model.size import inference_memory
+
+    cfg = get_config("tiny-12b")
+    batch, length = 3, 40
+    decoder = FastDecoder(models["tiny-12b"], max_batch=batch, max_len=length)
+    measured = decoder.memory_bytes()
+    expected = inference_memory(cfg, length, batch, "fp32")
+    assert measured["kv_cache"] == expected.kv_cache
+    assert measured["mamba_conv"] == expected.mamba_conv
+    assert measured["mamba_ssm"] == expected.mamba_ssm
+    assert expected.weights <= measured["weights"] < 1.2 * expected.weights
+
+
+def test_seek_moves_the_position_and_guards_the_buffers(models):
+    decoder = FastDecoder(models["tiny-12b"], max_batch=4, max_len=64)
+    decoder.prefill(random_ids(1, 5, seed=0))
+    decoder.seek(40, batch=4)
+    assert decoder.position == 40 and decoder.batch == 4
+    assert decoder.step(torch.tensor([1, 2, 3, 4])).shape == (4, decoder.vocab_size)
+    assert decoder.position == 41
+    with pytest.raises(DecodeError, match="max_len"):
+        decoder.seek(64)
+    with pytest.raises(DecodeError, match="max_batch=4"):
+        decoder.seek(10, batch=5)
+
+
+def test_step_layer_times_cover_every_layer(models):
+    model = models["tiny-12b"]
+    decoder = FastDecoder(model, max_len=16)
+    decoder.prefill(random_ids(1, 4, seed=0))
+    per_layer, other = decoder.step_layer_times(torch.tensor([7]))
+    assert len(per_layer) == len(model.config.layers_block_type) and all(t > 0 for t in per_layer) and other > 0
+    assert decoder.position == 5
