@@ -106,10 +106,9 @@ def test_shipped_model_matches_the_features_and_refuses_a_stale_one():
         BlockModel.from_json(stale)
 
 
-@pytest.mark.slow
 @pytest.mark.realdata
 def test_two_fold_cross_validation_on_gold_pages(shared_data):
-    """Measured by benchmarks/bench_extract.py (learned, 2-fold CV): found 0.937, leaked 0.094; floors 0.015 off."""
+    """Measured by benchmarks/bench_extract.py (learned, 2-fold CV): found 0.938, leaked 0.088; floors ~0.02 off."""
     pages = load_gold_pages(shared_data / GOLD_SET)
     prepared = prepare_pages(pages)
     results = []

@@ -43,7 +43,6 @@ from curation.web.extract import (
     Block,
     ExtractionSettings,
     extract_blocks_from_tree,
-    furniture_reason,
     render_blocks,
     settings_for,
 )
@@ -68,7 +67,7 @@ class PageBlock:
     block: Block
     in_main: bool  # from resiliparse's main-content dump (not the whole-page fallback)
     rule_kept: bool  # the rule-based extractor kept a block with this text
-    rule_reason: str  # why the rules call it furniture on its own ("" if they do not)
+    rule_reason: str  # why the rules dropped it ("" when kept)
 
 
 def page_blocks(tree: HTMLTree, settings: ExtractionSettings | None = None) -> list[PageBlock]:
@@ -78,7 +77,8 @@ def page_blocks(tree: HTMLTree, settings: ExtractionSettings | None = None) -> l
     if tree.body is None:
         return []
     blocks = extract_blocks_from_tree(tree, settings, include_dropped=True)
-    return [PageBlock(b, not b.whole_page, b.keep, b.reason or furniture_reason(b, settings)) for b in blocks]
+    # a kept block passed `furniture_reason`; a dropped one says why it was dropped
+    return [PageBlock(b, not b.whole_page, b.keep, b.reason) for b in blocks]
 
 
 def _own_features(pb: PageBlock) -> list[float]:
