@@ -299,8 +299,9 @@ def equal_memory_main(args: argparse.Namespace) -> list[tuple[int, int, float]]:
             f"{fmt(foreign.percent(), '.0f', '?')}% of the machine"
         )
         results.append((isl, osl, ratio))
-        profiled = runs
-    print_layer_profile(profiled)
+        profiled.append(runs)
+    for runs in profiled:
+        print_layer_profile(runs)
     kv = {n: 2 * c.num_key_value_heads * c.head_dim * c.counts()["attention"] * 4 for n, c in configs.items()}
     print(
         f"\nwhy: per token of context the transformer caches {kv['transformer']} B of K/V ("

@@ -237,3 +237,14 @@ def test_step_layer_times_cover_every_layer(models):
     per_layer, other = decoder.step_layer_times(torch.tensor([7]))
     assert len(per_layer) == len(model.config.layers_block_type) and all(t > 0 for t in per_layer) and other > 0
     assert decoder.position == 5
+
+
+def test_compiled_batched_decode_matches_full_forward(models):
+    """compile=True at a batch past `_MANY_ROWS`: eager core with the compiled one-pass SSM update."""
+    model = models["tiny-9b"]
+    batch, prompt, new = 33, 5, 3
+    ids = random_ids(batch, prompt + new, seed=33)
+    ref = reference_logits(model, ids)
+    decoder = FastDecoder(model, max_batch=batch, max_len=prompt + new, compile=True)
+    got = [decoder.prefill(ids[:, :prompt])] + [decoder.step(ids[:, i]) for i in range(prompt, prompt + new - 1)]
+    assert (torch.stack(got, 1) - ref[:, prompt - 1 : prompt + new - 1]).abs().max().item() < TOL
