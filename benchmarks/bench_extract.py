@@ -31,6 +31,7 @@ from pathlib import Path
 
 from cputime import measure_python
 
+from curation.main_text import extract_main_text
 from curation.web.block_classifier import extract_with_model, fold_of, prepare_pages, train_block_model
 from curation.web.evaluate import (
     GOLD_SET,
@@ -41,7 +42,6 @@ from curation.web.evaluate import (
     score_pages,
     total,
 )
-from curation.web.extract import extract_main_text
 from curation.web.math_extract import extract_page
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,6 +9,7 @@ import pytest
 from resiliparse.parse.html import HTMLTree
 
 from curation.logistic import fit_logistic
+from curation.main_text import extract_main_text
 from curation.web.block_classifier import (
     FEATURE_NAMES,
     BlockModel,
@@ -22,7 +23,6 @@ from curation.web.block_classifier import (
     train_block_model,
 )
 from curation.web.evaluate import GOLD_SET, GoldPage, load_gold_pages, score_snippets, total
-from curation.web.extract import extract_main_text
 from nano2.errors import Nano2Error
 
 NAVIGATION = "<nav><ul>" + "".join(f'<li><a href="/s{i}">Section {i}</a></li>' for i in range(12)) + "</ul></nav>"

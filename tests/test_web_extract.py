@@ -12,8 +12,8 @@ from datatrove.data import Document
 
 import curation.web.steps as steps_module
 from curation.decisions import DecisionsWriter
+from curation.main_text import extract_main_text
 from curation.web.evaluate import GOLD_SET, ExtractionResult, load_gold_pages, score_snippets
-from curation.web.extract import extract_main_text
 from curation.web.math_extract import count_tex_spans, detect_math, extract_page, extract_with_math, mathml_to_latex
 from curation.web.readers import IS_HTML_KEY, WarcDocuments
 from curation.web.steps import MAX_HTML_CHARS, FastExtractor, payload_problem

@@ -198,7 +198,7 @@ def html_part(html: str, part: str) -> str:
         return html_to_text(html)
     from resiliparse.parse.html import HTMLTree
 
-    from curation.web.extract import extract_blocks_from_tree, render_blocks, settings_for
+    from curation.main_text import extract_blocks_from_tree, render_blocks, settings_for
 
     blocks = extract_blocks_from_tree(HTMLTree.parse(html), settings_for("balanced"), include_dropped=True)
     return render_blocks(b for b in blocks if b.keep == (part == "main"))

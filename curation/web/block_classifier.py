@@ -38,14 +38,14 @@ import numpy as np
 from resiliparse.parse.html import HTMLTree
 
 from curation.logistic import fit_logistic, sigmoid
-from curation.web.evaluate import GOLD_SET, GoldPage, load_gold_pages, normalise_whitespace, score_snippets
-from curation.web.extract import (
+from curation.main_text import (
     Block,
     ExtractionSettings,
     extract_blocks_from_tree,
     render_blocks,
     settings_for,
 )
+from curation.web.evaluate import GOLD_SET, GoldPage, load_gold_pages, normalise_whitespace, score_snippets
 from nano2.errors import Nano2Error
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "block_classifier.json"

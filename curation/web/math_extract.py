@@ -22,7 +22,7 @@ import re
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import ElementNode, HTMLTree, Node
 
-from curation.web.extract import Block, extract_blocks_from_tree, extract_main_text, render_blocks, settings_for
+from curation.main_text import Block, extract_blocks_from_tree, extract_main_text, render_blocks, settings_for
 
 # ---------------------------------------------------------------------------------------------------------------
 # detection

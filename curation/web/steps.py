@@ -31,7 +31,7 @@ from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from curation.decisions import mark_drop
-from curation.web.extract import settings_for
+from curation.main_text import settings_for
 from curation.web.fast_filters import FastGopherRepetitionFilter
 from curation.web.math_extract import extract_page, has_tex_text
 from curation.web.readers import IS_HTML_KEY, decode_html
@@ -274,7 +274,7 @@ class _PageExtraction:
 
 
 class FastExtractor(PipelineStep):
-    """Replace each document's HTML with its main text (`curation.web.extract`, math-aware by default).
+    """Replace each document's HTML with its main text (`curation.main_text`, math-aware by default).
 
     Metadata: `extractor` (`fast` or `fast+math`) and `math` (whether the math-preserving variant ran; the router
     sends those documents to math/). Documents a reader declares as plain text pass through (`extractor: none`,

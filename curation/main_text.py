@@ -18,8 +18,10 @@ blocks per page:
    whole; some pages live in <noscript>), the whole page is dumped again, minus navigation chrome, and classified
    the same way.
 
-The math-preserving variant is `math_extract`, the datatrove step `steps.FastExtractor`, and the gold-set scorer
-that measures all of them `evaluate`.
+The math-preserving variant is `curation.web.math_extract`, the datatrove step `curation.web.steps.FastExtractor`,
+the learned block classifier `curation.web.block_classifier`, and the gold-set scorer that measures all of them
+`curation.web.evaluate`. This module sits below both `curation.web` and `curation.quality` (whose training reads the
+article text and the furniture of real pages through it), so neither package imports the other for it.
 """
 
 from __future__ import annotations
