@@ -1,7 +1,7 @@
 """A learned block classifier for main-text extraction: keeps link-rich prose the rules drop, still drops navigation.
 
-The rule-based extractor (`extract.classify_blocks`) drops a block whose characters are mostly link text, so a
-Wikipedia lead with more than half of its words linked is lost. Here every block of the dump the rules classify
+The rule-based extractor (`curation.main_text.classify_blocks`) drops a block whose characters are mostly link text, so
+a Wikipedia lead with more than half of its words linked is lost. Here every block of the dump the rules classify
 (resiliparse's main content, or the whole page when that left too little) gets a probability of being main text
 from a logistic regression over cheap features, in the spirit of boilerpipe / Dragnet / Web2Text:
 
