@@ -445,6 +445,12 @@ def _child_main() -> None:
         sys.modules["_frozen_importlib_external"]._compile_bytecode.__code__,
     )
     busy = [False]
+    import_reasons = {
+        "_posixsubprocess": "process creation",  # fork_exec raises no audit event of its own
+        "_ctypes": "native code access",
+        "gc": "introspection of the harness",
+    }
+    own_codes: set = set_()  # the harness's own frame readers (its traceback formatter)
 
     def stdlib_reader() -> bool:
         """Whether the code asking for a frame is a known stdlib reader (code made to look like one is refused)."""
@@ -454,6 +460,8 @@ def _child_main() -> None:
         try:
             caller = getframe(2)  # 0 this function, 1 the hook, 2 the Python code behind the audited call
             code = caller.f_code
+            if code in own_codes:
+                return True
             name = code.co_filename
             if not str_startswith(name, stdlib):
                 return False
@@ -520,8 +528,8 @@ def _child_main() -> None:
                 block(f"code posing as the stdlib ({args[1]})")
         elif event in ("marshal.loads", "marshal.load") and not from_import_system():
             block(f"code posing as the stdlib ({event})")
-        elif event == "import" and args and args[0] in ("_posixsubprocess", "_ctypes", "gc"):
-            block(f"process creation or introspection (import {args[0]})")
+        elif event == "import" and args and args[0] in import_reasons:
+            block(f"{import_reasons[args[0]]} (import {args[0]})")
 
     def after_fork_in_child() -> None:
         forked[0] = True
@@ -529,20 +537,42 @@ def _child_main() -> None:
     os.register_at_fork(after_in_child=after_fork_in_child)
     reserve = bytearray(4 << 20)  # freed on MemoryError so the report can still be written
 
-    def describe(exc: BaseException) -> str:
+    sources = {
+        config["program"]: config["solution"].splitlines(),
+        config["tests_name"]: config["tests"].splitlines(),
+        "preamble.py": config["preamble"].splitlines(),
+    }
+
+    def describe(exc: BaseException, show: bool = False) -> str:
+        """`Type: message (line N: text)` at the program's deepest line; with `show`, a traceback on stderr."""
         try:
             message = str_(exc)[:300]
         except BaseException:
             message = "<unprintable>"
-        line = ""
+        entries = []
         try:
             tb = exc.__traceback__
-            while tb is not None and tb.tb_next is not None:
+            while tb is not None:
+                name = tb.tb_frame.f_code.co_filename  # allowed: this function is the harness's own
+                if name in sources:
+                    lines = sources[name]
+                    text = lines[tb.tb_lineno - 1].strip()[:200] if 0 < tb.tb_lineno <= len_(lines) else ""
+                    entries.append((name, tb.tb_lineno, text))
                 tb = tb.tb_next
-            line = f" (line {tb.tb_lineno})" if tb is not None else ""
         except BaseException:
-            pass
-        return (f"{type_(exc).__name__}: {message}" if message else type_(exc).__name__) + line
+            entries = entries or []
+        head = f"{type_(exc).__name__}: {message}" if message else type_(exc).__name__
+        if show:
+            trace = "".join(f'  File "{n}", line {no}\n    {text}\n' for n, no, text in entries)
+            with contextlib.suppress(BaseException):
+                sys.stderr.write(f"Traceback (most recent call last):\n{trace}{head}\n")
+        if not entries:
+            return head
+        name, number, text = entries[-1]
+        where = "line" if name == config["program"] else f"{name} line"
+        return f"{head} ({where} {number}: {text})"
+
+    own_codes.add(describe.__code__)
 
     namespace: dict = {"__name__": "solution", "__file__": config["program"], "__builtins__": builtins}
     sys.addaudithook(hook)
@@ -566,7 +596,7 @@ def _child_main() -> None:
     except SandboxViolation as exc:
         report.update(verdict="blocked", reason=str_(exc.args[0]) if exc.args else "blocked")
     except AssertionError as exc:
-        report.update(verdict="failed", reason=describe(exc))
+        report.update(verdict="failed", reason=describe(exc, show=True))
     except MemoryError:
         del reserve
         namespace.clear()
@@ -574,7 +604,7 @@ def _child_main() -> None:
     except SystemExit as exc:
         report.update(verdict="failed", reason=f"SystemExit({describe(exc)}) in the {stage} before the tests finished")
     except BaseException as exc:
-        report.update(verdict="error", reason=describe(exc))
+        report.update(verdict="error", reason=describe(exc, show=True))
     if violations:  # a violation the program caught still decides the verdict
         report.update(verdict="blocked", reason=violations[0])
     if forked[0]:  # a forked copy of the program must not write the report
@@ -872,7 +902,8 @@ def _run(program: Program, limits: SandboxLimits, layout: _Layout, drop_uid: boo
     base = Path(tempfile.mkdtemp(prefix="nano2-sandbox-"))
     uid = _fresh_uid() if drop_uid else None
     secret = secrets.token_hex(32)
-    nproc_base = 4 if uid is not None else _user_process_count() + 4  # bwrap's own processes, and ours
+    # RLIMIT_NPROC counts every process of the uid: bwrap's monitor and the harness (and, unprivileged, all of ours)
+    nproc_base = 2 if uid is not None else _user_process_count() + 2
     config = {
         "program": PROGRAM_NAME,
         "tests_name": TESTS_NAME,
@@ -972,11 +1003,15 @@ def _classify(
 ) -> tuple[Verdict, str, str | None]:
     """The verdict from the harness's authenticated report, else from how the process ended."""
     signal_name = None
-    if returncode is not None and returncode < 0:
+    # bwrap exits with 128 + N when the program dies of signal N (negative: bwrap itself was killed)
+    number = -returncode if returncode is not None and returncode < 0 else None
+    if returncode is not None and 128 < returncode < 128 + 65:
+        number = returncode - 128
+    if number is not None:
         try:
-            signal_name = signal.Signals(-returncode).name
+            signal_name = signal.Signals(number).name
         except ValueError:
-            signal_name = f"signal {-returncode}"
+            signal_name = f"signal {number}"
     if timed_out:
         return "timeout", f"wall-clock limit of {limits.wall_s:g} s", signal_name
     if forged:
