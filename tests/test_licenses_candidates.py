@@ -75,7 +75,8 @@ def test_declared_licenses_of_each_metadata_format():
     )
     unlicensed = declared_licenses("package.json", '{"license": "UNLICENSED"}')[0]
     assert unlicensed.expression == "proprietary-license"  # npm: no permission, not the Unlicense
-    assert declared_licenses("package.json", '{"license": "SEE LICENSE IN LICENSE.txt"}') == []
+    pointer = declared_licenses("package.json", '{"license": "SEE LICENSE IN LICENSE.txt"}')
+    assert [d.expression for d in pointer] == ["unknown-license-reference"]  # a reference: the file decides
     assert declared_licenses("Cargo.toml", '[package]\nlicense = "MIT/Apache-2.0"\n')[0].value == "MIT OR Apache-2.0"
     pkg_info = "Metadata-Version: 2.4\nName: x\nLicense-Expression: BSD-3-Clause\nClassifier: License :: OSI Approved :: MIT License\n\nbody"  # noqa: E501
     assert [d.value for d in declared_licenses("PKG-INFO", pkg_info)] == ["BSD-3-Clause"]  # PEP 639 wins

@@ -34,9 +34,12 @@ def test_gpl_file_inside_an_mit_repository_is_dropped():
     assert result.resolution.source == "header" and result.blocking_keys == ("gpl-2.0-plus",)
 
 
-def test_mit_header_inside_a_gpl_repository_is_kept():
-    result = outcome([lic("COPYING", "gpl-3.0")], "lib/helper.py", header("mit"))
-    assert result.keep and result.resolution.expression == "mit" and result.resolution.source == "header"
+def test_mit_header_inside_a_gpl_repository_is_dropped_but_an_spdx_declaration_stands_alone():
+    notice = outcome([lic("COPYING", "gpl-3.0")], "lib/helper.py", header("mit"))
+    assert not notice.keep and notice.resolution.expression == "mit AND gpl-3.0"
+    declared = Detection("license", "mit", "exact-head", None, "declaration")
+    spdx = outcome([lic("COPYING", "gpl-3.0")], "lib/helper.py", declared)
+    assert spdx.keep and spdx.resolution.expression == "mit" and spdx.resolution.source == "header"
 
 
 def test_file_without_header_takes_the_nearest_license_file():

@@ -31,7 +31,7 @@ from curation.code.reader import INPUT_ISSUE_KEY
 from curation.decisions import REASON_KEY, mark_drop
 from curation.licenses.allowlist import ALLOWLIST_PATH, AllowList, load_allowlist
 from curation.licenses.cache import DetectionCache
-from curation.licenses.candidates import CandidateKind, candidate_kind
+from curation.licenses.candidates import CandidateKind, candidate_kind, license_pointer
 from curation.licenses.candidates import readme_license_section as license_section
 from curation.licenses.detector import (
     Detection,
@@ -49,6 +49,7 @@ from curation.licenses.resolution import (
     decide,
     directory_of,
     evidence_from_detection,
+    governed_directory,
     resolve_file,
 )
 from nano2.contracts.documents import Meta
@@ -56,7 +57,8 @@ from nano2.contracts.documents import Meta
 INHERITED_KEY = "inherited_license"
 # Input issues (set by the reader) that make a license-bearing file unusable as evidence.
 ISSUE_TO_STATUS = {"binary": "binary", "undecodable": "binary", "too_large": "too_large", "unreadable": "error",
-                   "symlink": "error"}  # fmt: skip
+                   "symlink": "error", "symlink_dangling": "error", "symlink_loop": "error",
+                   "symlink_outside": "error", "symlink_directory": "error"}  # fmt: skip
 SKIPPED_ISSUES = frozenset({"vendored_path", "generated_file"})  # they govern only their own (dropped) trees
 
 
@@ -140,15 +142,33 @@ class _CachedDetection:
 TextDetector = Callable[[str, Document, str], Detection]  # (kind, document, text) -> detection
 
 
+def license_pointers(docs: list[Document]) -> set[str]:
+    """Files that package metadata names as its license (`"license": "SEE LICENSE IN EULA.txt"`)."""
+    return {
+        target
+        for doc in docs
+        if doc.text and (target := license_pointer(doc.metadata.get(Meta.PATH, ""), doc.text)) is not None
+    }
+
+
+def evidence_kind(path: str, pointers: set[str]) -> CandidateKind | None:
+    """The license role of a file: by its name, or a license file because package metadata points at it."""
+    kind = candidate_kind(path)
+    if path in pointers and kind in (None, CandidateKind.README, CandidateKind.NOTICE):
+        return CandidateKind.LICENSE
+    return kind
+
+
 def evidence_documents(docs: list[Document]) -> list[Document]:
-    """The license-bearing files whose evidence can matter: those in a directory that has (at any depth) a file
-    that may be kept (readable, in a known language). A folder of license texts and nothing else (a license
-    database) governs nothing, and is not worth ScanCode's time."""
+    """The license-bearing files whose evidence can matter: those governing a directory that has (at any depth) a
+    file that may be kept (readable, in a known language). A folder of license texts and nothing else (a license
+    database) governs nothing, and is not worth ScanCode's time; a REUSE `LICENSES/` folder governs its parent."""
     needed: set[str] = set()
     candidates = []
+    pointers = license_pointers(docs)
     for doc in docs:
         path = doc.metadata.get(Meta.PATH, "")
-        if candidate_kind(path) is not None:
+        if evidence_kind(path, pointers) is not None:
             candidates.append(doc)
         if not doc.metadata.get(INPUT_ISSUE_KEY) and language_of(path) is not None:
             directory = directory_of(path)
@@ -157,7 +177,7 @@ def evidence_documents(docs: list[Document]) -> list[Document]:
                 if not directory:
                     break
                 directory = directory_of(directory)
-    return [doc for doc in candidates if directory_of(doc.metadata.get(Meta.PATH, "")) in needed]
+    return [doc for doc in candidates if governed_directory(doc.metadata.get(Meta.PATH, "")) in needed]
 
 
 def repository_evidence(
@@ -170,9 +190,10 @@ def repository_evidence(
     the full matcher through the blob cache; the benchmark's baseline uses `scancode.api.get_licenses`).
     """
     evidence = []
+    pointers = license_pointers(docs)
     for doc in docs:
         path = doc.metadata.get(Meta.PATH, "")
-        kind = candidate_kind(path)
+        kind = evidence_kind(path, pointers)
         if kind is None:
             continue
         issue = doc.metadata.get(INPUT_ISSUE_KEY)

@@ -43,7 +43,7 @@ from curation.code.filters import InputIssueFilter, LanguageFilter
 from curation.code.heuristics import CodeHeuristicsFilter
 from curation.code.license_stage import FileLicenseFilter, RepositoryLicenses, preload
 from curation.code.reader import CodeRepositoryReader
-from curation.code.sources import SitePackagesSource
+from curation.code.sources import SitePackagesSource, directory_content_hash
 from curation.decisions import DecisionsWriter
 from curation.documents import DocumentWriter
 from curation.licenses.allowlist import load_allowlist
@@ -54,7 +54,7 @@ from curation.tokens import counting_tokenizer_id, resolve_tokenizer
 from nano2.contracts.documents import ID, METADATA_TYPE, SOURCE, SUBSET_KEY, TEXT, Meta
 from nano2.contracts.shards import SHARD_SUFFIX, decisions_dir
 from nano2.errors import Nano2Error
-from nano2.manifest import MANIFEST_NAME, InputRef, Manifest, input_ref, read_manifest
+from nano2.manifest import MANIFEST_NAME, InputRef, Manifest, input_ref, read_manifest, recorded_path
 
 # What the manifest counts by (the audit's queries and the CLI's summary read these).
 GROUPINGS = [SUBSET_KEY, Meta.CODE_LANGUAGE, Meta.LICENSE_SPDX, Meta.LICENSE_SOURCE]
@@ -74,6 +74,18 @@ def work_row(writer: Any, doc: Document) -> dict:
     """An intermediate row: text, id, source and the contract fields the stages have set so far."""
     meta = doc.metadata
     return {TEXT: doc.text, ID: doc.id, SOURCE: meta.get(SOURCE), **{str(key): meta.get(key) for key in WORK_FIELDS}}
+
+
+class WorkReader(ParquetReader):
+    """Reads the rows a previous stage wrote; none at all (every file dropped) is an empty input, not an error."""
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if not self.data_folder.list_files(recursive=self.recursive, glob_pattern=self.glob_pattern):
+            self.stat_update("empty_input")
+            if data:
+                yield from data
+            return
+        yield from super().run(data, rank, world_size)
 
 
 def _work_writer(folder: Path) -> ParquetWriter:
@@ -105,23 +117,23 @@ def build_stages(cfg: CodeConfig) -> list[Stage]:
         unique, sigs, dups = work / "unique", str(work / "exact" / "sigs"), str(work / "exact" / "dups")
         exact_drops = DecisionsWriter(out, "code_exact_dedup", default_reason="exact_duplicate")
         stages += [
-            Stage("exact-signatures", [ParquetReader(str(current)), ExactDedupSignature(sigs, exact)],
+            Stage("exact-signatures", [WorkReader(str(current)), ExactDedupSignature(sigs, exact)],
                   logs / "exact-signatures"),
             Stage("exact-find", [ExactFindDedups(sigs, dups, exact)], logs / "exact-find", tasks=1),
             Stage("exact-filter", [
-                ParquetReader(str(current)), ExactDedupFilter(dups, exact, exclusion_writer=exact_drops),
+                WorkReader(str(current)), ExactDedupFilter(dups, exact, exclusion_writer=exact_drops),
                 _work_writer(unique),
             ], logs / "exact-filter"),
         ]  # fmt: skip
         current = unique
-    final: list = [ParquetReader(str(current))]
+    final: list = [WorkReader(str(current))]
     if cfg.dedup.minhash:
         minhash = MinhashConfig(
             n_grams=cfg.dedup.n_grams, num_buckets=cfg.dedup.num_buckets, hashes_per_bucket=cfg.dedup.hashes_per_bucket
         )
         sigs, buckets, remove = (str(work / "minhash" / part) for part in ("sigs", "buckets", "remove"))
         stages += [
-            Stage("minhash-signatures", [ParquetReader(str(current)), CodeMinhashSignature(sigs, minhash)],
+            Stage("minhash-signatures", [WorkReader(str(current)), CodeMinhashSignature(sigs, minhash)],
                   logs / "minhash-signatures"),
             Stage("minhash-buckets", [MinhashDedupBuckets(sigs, buckets, config=minhash)], logs / "minhash-buckets",
                   tasks=cfg.dedup.num_buckets),
@@ -161,8 +173,8 @@ def source_inputs(cfg: CodeConfig) -> list[InputRef]:
         installed = source.installed()
         listing = "\n".join(f"{name}=={installed[name].version}" for name in source.units())
         return [InputRef(path=str(source.site_dir()), content_hash=hashlib.sha256(listing.encode()).hexdigest())]
-    if source.kind == "repositories":
-        return [input_ref(source.root)]
+    if source.kind == "repositories":  # hashed without following links: a dangling one is input, not a crash
+        return [InputRef(path=recorded_path(source.root), content_hash=directory_content_hash(Path(source.root)))]
     return [input_ref(path) for path in source.units()]
 
 
@@ -180,6 +192,9 @@ def run_pipeline(
     load_allowlist(cfg.license.allowlist)  # fail early on a missing or broken allow-list
     cfg.source.units()  # ... and on a missing root, table or distribution
     stages = build_stages(cfg)
+    work = cfg.resolved_work_dir()
+    for folder in (work / "filtered", work / "unique"):  # a run that keeps nothing reads empty folders, not none
+        folder.mkdir(parents=True, exist_ok=True)
     if cfg.executor.kind == "local" and cfg.executor.workers != 1:
         preload()  # forked workers then share the ScanCode index pages instead of loading 1.4 GB each
     if not run_stages(stages, cfg.executor, on_stage=on_stage, run_stage=run_stage):

@@ -3,7 +3,8 @@ repository is also the document's `source`).
 
 Nothing is dropped here, because the license step that follows must see every license file of a repository,
 including ones that will not be kept as code. Files that cannot be code are marked instead
-(`metadata["input_issue"]`: binary, too_large, undecodable, vendored_path, generated_file, symlink, unreadable),
+(`metadata["input_issue"]`: binary, too_large, undecodable, vendored_path, generated_file, unreadable, and symlink,
+symlink_dangling, symlink_loop, symlink_outside, symlink_directory for links not followed),
 read only as far as needed, and dropped with that reason by `InputIssueFilter` right after the license step.
 """
 
@@ -95,8 +96,8 @@ def file_document(repo: str, source_file: SourceFile, limits: InputLimits) -> Do
     metadata = {SOURCE: repo, Meta.REPO: repo, Meta.PATH: source_file.path, Meta.SIZE: source_file.size,
                 Meta.BLOB_HASH: None}  # fmt: skip
     doc = Document(text="", id=f"{repo}/{source_file.path}", metadata=metadata)
-    if source_file.is_symlink:
-        metadata[INPUT_ISSUE_KEY] = "symlink"
+    if source_file.issue or source_file.is_symlink:  # a link the source could not follow inside the repository
+        metadata[INPUT_ISSUE_KEY] = source_file.issue or "symlink"
         return doc
     issue = path_issue(source_file.path, limits.drop_vendored)
     if issue is None and source_file.size > limits.max_file_bytes:

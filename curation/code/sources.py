@@ -12,8 +12,10 @@ so `numpy/random/LICENSE.md` governs `numpy/random/`), older `*.dist-info/LICENS
 
 from __future__ import annotations
 
+import errno
 import functools
 import glob
+import hashlib
 import importlib.metadata as importlib_metadata
 import os
 import re
@@ -45,6 +47,7 @@ class SourceFile:
     read: Callable[[], bytes]
     is_symlink: bool = False
     location: str | None = None
+    issue: str | None = None  # why it cannot be read as a file of the repository (symlink_dangling, ...)
 
 
 Repository = tuple[str, Iterator[SourceFile]]
@@ -58,17 +61,25 @@ class RepositoriesSource(BaseModel):
     root: str
 
     def units(self) -> list[str]:
+        """Repository directories and archives; a folder that only groups packages (an npm `@scope`, a folder
+        without a manifest or license of its own whose subfolders have manifests) gives one unit per package."""
         root = Path(self.root)
         if not root.is_dir():
             raise Nano2Error(f"source.root: {root} is not a directory")
-        return sorted(
-            p.name for p in root.iterdir() if not p.name.startswith(".") and (p.is_dir() or _is_archive(p.name))
-        )
+        units = []
+        for entry in sorted(root.iterdir(), key=lambda p: p.name):
+            if entry.name.startswith(".") or entry.is_symlink():
+                continue  # a symlinked repository would be read twice or from outside the root
+            if entry.is_dir():
+                units += [f"{entry.name}/{p}" for p in package_subfolders(entry)] or [entry.name]
+            elif _is_archive(entry.name):
+                units.append(entry.name)
+        return units
 
     def repositories(self, unit: str, max_bytes: int) -> Iterator[Repository]:
         path = Path(self.root) / unit
         if path.is_dir():
-            yield unit, _walk_directory(path)
+            yield unit, walk_directory(path)
         else:
             yield _archive_name(unit), _walk_archive(path, max_bytes)
 
@@ -196,24 +207,118 @@ def _file_reader(path: Path) -> Callable[[], bytes]:
     return path.read_bytes
 
 
-def _walk_directory(root: Path) -> Iterator[SourceFile]:
-    """Files under a repository directory, sorted, without `.git`."""
+# Files that make a folder a package of its own (its license then comes from its own files, not its parent's).
+PACKAGE_MANIFESTS = frozenset({"package.json", "pyproject.toml", "setup.py", "setup.cfg", "cargo.toml", "go.mod",
+                               "metadata", "pkg-info", "composer.json", "gemspec"})  # fmt: skip
+
+
+def is_package_folder(folder: Path) -> bool:
+    """Does the folder hold a package manifest or a license file of its own?"""
+    try:
+        names = [p.name.lower() for p in folder.iterdir() if p.is_file()]
+    except OSError:
+        return False
+    return any(n in PACKAGE_MANIFESTS or n.endswith(".gemspec") or candidate_kind(n) == CandidateKind.LICENSE
+               for n in names)  # fmt: skip
+
+
+def package_subfolders(folder: Path) -> list[str]:
+    """The packages a grouping folder holds (`@scope/name` under node_modules), or [] when it is a package itself.
+
+    A folder is a grouping folder when it has no manifest or license file of its own and its subfolders are
+    packages (all of them for a plain folder; any of them for an npm `@scope`).
+    """
+    if is_package_folder(folder):
+        return []
+    try:
+        children = sorted(
+            p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+        )
+        has_files = any(p.is_file() for p in folder.iterdir())
+    except OSError:
+        return []
+    packages = [p.name for p in children if is_package_folder(p)]
+    if not packages:
+        return []
+    if folder.name.startswith("@") or (not has_files and len(packages) == len(children)):
+        return packages
+    return []
+
+
+def _symlink_issue(link: Path, root: Path) -> tuple[str | None, Path | None]:
+    """How a symlink inside a repository resolves: (None, target) for a file inside the repository, else the
+    issue: `symlink_dangling`, `symlink_loop`, `symlink_outside` (never followed out of the repository) or
+    `symlink_directory` (its files are read where they really are)."""
+    try:
+        target = link.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "symlink_loop", None
+    except OSError as exc:
+        return ("symlink_loop" if exc.errno == errno.ELOOP else "symlink_dangling"), None
+    if not target.is_relative_to(root.resolve()):
+        return "symlink_outside", None
+    if target.is_dir():
+        return "symlink_directory", None
+    if not target.is_file():
+        return "symlink_dangling", None
+    return None, target
+
+
+def walk_directory(root: Path) -> Iterator[SourceFile]:
+    """Files under a repository directory, sorted, without `.git`.
+
+    Symlinks are never followed out of the repository: one to a file inside it is read (a `LICENSE` that links to
+    `docs/LICENSE.md` is that license); a dangling link, a loop, a link out of the repository or to a directory
+    is listed with its issue, for the reader to count as a drop.
+    """
     entries: list[SourceFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
         here = Path(dirpath)
-        for name in filenames:
+        linked_dirs = [d for d in dirnames if (here / d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if d != ".git" and d not in linked_dirs)
+        for name in [*filenames, *linked_dirs]:
             full = here / name
             rel = full.relative_to(root).as_posix()
             if full.is_symlink():
-                entries.append(SourceFile(rel, 0, _file_reader(full), is_symlink=True, location=str(full)))
-                continue
+                issue, target = _symlink_issue(full, root)
+                if issue is not None:
+                    entries.append(SourceFile(rel, 0, _unreadable(issue), True, str(full), issue))
+                    continue
+                full = target
             try:
                 size = full.stat().st_size
             except OSError:
                 size = 0
             entries.append(SourceFile(rel, size, _file_reader(full), location=str(full)))
     yield from sorted(entries, key=lambda f: f.path)
+
+
+def _unreadable(issue: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        raise OSError(issue)
+
+    return read
+
+
+def directory_content_hash(root: Path) -> str:
+    """A hash of a directory tree that never follows a symlink (a link is hashed as its target's name), so a
+    dangling link or a loop under the input root is part of the input, not a crash."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames.sort()
+        for name in sorted([*filenames, *(d for d in dirnames if (here / d).is_symlink())]):
+            full = here / name
+            rel = full.relative_to(root).as_posix()
+            if full.is_symlink():
+                digest.update(f"{rel}\0link\0{os.readlink(full)}\n".encode())
+                continue
+            try:
+                file_digest = hashlib.sha256(full.read_bytes()).hexdigest()
+            except OSError as exc:
+                file_digest = f"unreadable:{exc.errno}"
+            digest.update(f"{rel}\0{file_digest}\n".encode())
+    return digest.hexdigest()
 
 
 def _common_prefix(names: list[str]) -> str:

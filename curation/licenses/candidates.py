@@ -29,7 +29,7 @@ class CandidateKind(StrEnum):
 
 LICENSE_PREFIXES = ("license", "licence", "copying", "unlicense")
 LICENSE_SUFFIXES = (".license", "-license", "_license", ".licence", "-licence", "_licence")
-NOTICE_PREFIXES = ("notice", "copyright", "thirdpartynotices", "third_party_notices", "third-party-notices")
+NOTICE_PREFIXES = ("notice", "copyright", "thirdpartynotices", "third_party_notices", "third-party-notices", "patents")
 TEXT_SUFFIXES = frozenset({"", ".txt", ".md", ".markdown", ".rst", ".text", ".html", ".htm", ".adoc", ".org", ".pod"})
 METADATA_NAMES = frozenset({"pyproject.toml", "setup.cfg", "package.json", "cargo.toml", "composer.json", "pkg-info"})
 # Extensions of source code: a `license.py` or `LicenseUtils.java` is code about licenses, not a license file.
@@ -143,9 +143,28 @@ def _npm_license(field: str, value: object) -> list[DeclaredLicense]:
         return []
     if value.strip().upper() == "UNLICENSED":  # npm's word for "no permission granted", not the Unlicense
         return [DeclaredLicense(field, "UNLICENSED", expression="proprietary-license")]
-    if value.strip().upper().startswith("SEE LICENSE IN"):
-        return []  # a pointer to a license file, which is read as a license file
+    if value.strip().upper().startswith("SEE LICENSE IN"):  # a pointer to a file, read as a license file
+        return [DeclaredLicense(field, value.strip(), expression="unknown-license-reference")]
     return _declared(field, value)
+
+
+_SEE_LICENSE_IN = re.compile(r"^\s*SEE\s+LICEN[CS]E\s+IN\s+(\S+)\s*$", re.IGNORECASE)
+
+
+def license_pointer(path: str, text: str) -> str | None:
+    """The repository path of the file a `package.json` names with `"license": "SEE LICENSE IN <file>"`."""
+    if PurePosixPath(path).name.lower() != "package.json":
+        return None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeError):
+        return None
+    value = data.get("license") if isinstance(data, dict) else None
+    match = _SEE_LICENSE_IN.match(value) if isinstance(value, str) else None
+    if not match:
+        return None
+    target = PurePosixPath(path).parent / match.group(1).removeprefix("./")
+    return target.as_posix().removeprefix("./")
 
 
 def declared_licenses(path: str, text: str) -> list[DeclaredLicense]:

@@ -11,44 +11,61 @@
 Both run ScanCode's own detection post-processing (`licensedcode.detection.detect_licenses`, the function behind
 `scancode.api.get_licenses`, which only takes a file path) on a query string, and never raise: a ScanCode
 exception becomes an `error` detection and a run past the deadline a `timeout` detection, and the caller drops
-what depended on them. The deadline is ScanCode's own (checked between matchers) backed by a SIGALRM timer in the
-main thread, because some ScanCode phases do not look at the deadline.
+what depended on them. Deadlines count the process's CPU time (a SIGPROF timer in the main thread), not wall
+time, so a busy machine gives the same decisions as an idle one; a call past its budget is retried once with the
+full matcher and `RETRY_BUDGET_FACTOR` times the budget, and only then becomes a `timeout`.
 
-The license index (about 1.4 GB, 4-7 s to load from ScanCode's cache) is loaded once per process, lazily, and held
-by ScanCode's module-level cache, so pipeline steps stay small enough to be copied and pickled by executors.
+The license index (about 1.4 GB, 4-17 s to load from ScanCode's cache) is loaded once per process, before any
+deadline starts, read-only: a missing or corrupt cache is an error with a message, never a rebuild into the
+environment (ScanCode's own loader rebuilds and overwrites the shared copy when a load is interrupted). It is
+held by ScanCode's module-level cache, so pipeline steps stay small enough to be copied and pickled by executors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import re
 import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 from curation.licenses.candidates import MetadataError, declared_licenses
 from curation.licenses.policy import combine_and
+from nano2.errors import Nano2Error
 
 DetectionStatus = Literal["license", "none", "timeout", "error"]
-HARD_TIMEOUT_GRACE = 2.0  # the SIGALRM backstop fires this many times the deadline after the call started
+# What the license statements found in a text are: an SPDX/REUSE declaration (`SPDX-License-Identifier`), a
+# notice or license text, or only loose references ("covered by the MIT license", "see LICENSE"), which narrow
+# but never grant (see POLICY.md).
+GrantKind = Literal["declaration", "notice", "reference"]
+RETRY_BUDGET_FACTOR = 4.0  # a timed-out call is retried once with the full matcher and this many times the budget
 # ScanCode's own flags (licensedcode.detection.DetectionRule) for detections it is not sure of.
 IMPERFECT_FLAGS = frozenset(
     {"unknown-match", "extra-words", "low-quality-matches", "imperfect-match-coverage",
      "unknown-intro-followed-by-match", "license-clues", "possible-false-positive"}
 )  # fmt: skip
+# The key a text gets when it holds license language that no known license matches: not permissive, fail closed.
+UNKNOWN_KEY = "unknown"
 
 
 @dataclass(frozen=True)
 class Detection:
-    """What ScanCode found in one text: `license` with an expression, `none`, or a failure (`timeout`, `error`)."""
+    """What ScanCode found in one text: `license` with an expression, `none`, or a failure (`timeout`, `error`).
+
+    `grant` says what kind of statement the expression came from (headers only; see `GrantKind`).
+    """
 
     status: DetectionStatus
     expression: str | None = None
     matcher: str = ""
     detail: str | None = None
+    grant: GrantKind = "notice"
 
     @property
     def failed(self) -> bool:
@@ -63,33 +80,65 @@ class Detection:
 
 
 class DetectionTimeout(Exception):
-    """Raised by the SIGALRM backstop inside a ScanCode call that ignored its deadline."""
+    """Raised by the CPU-time timer inside a ScanCode call that ran past its budget."""
 
 
 @contextlib.contextmanager
-def hard_timeout(seconds: float) -> Iterator[None]:
-    """Interrupt the block after `seconds` (main thread only; elsewhere ScanCode's own deadline is all we have)."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+def cpu_time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after `seconds` of this process's CPU time (SIGPROF; main thread only).
+
+    CPU time, not wall time: the same text costs the same CPU seconds on an idle machine and on one where every
+    core is busy, so the same inputs time out (or not) the same way.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGPROF"):
         yield
         return
 
     def _raise(signum, frame):
-        raise DetectionTimeout(f"no result after {seconds:.1f}s")
+        raise DetectionTimeout(f"no result after {seconds:.2f} CPU seconds")
 
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, _raise)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+
+
+def scancode_index_path() -> str:
+    """Where ScanCode keeps its pickled license index."""
+    import licensedcode.cache as scancode_cache
+
+    return os.path.join(scancode_cache.licensedcode_cache_dir, scancode_cache.LICENSE_INDEX_DIR,
+                        scancode_cache.LICENSE_INDEX_FILENAME)  # fmt: skip
 
 
 def load_index():
-    """The ScanCode license index of this process (loaded from ScanCode's on-disk cache on first use)."""
-    from licensedcode.cache import get_index
+    """The ScanCode license index of this process, loaded read-only from ScanCode's cache on first use.
 
-    return get_index()
+    Never builds or rewrites the cache: ScanCode's own `get_index` rebuilds the 413 MB index and overwrites the
+    copy inside the (shared) environment whenever a load fails, including a load interrupted by a deadline.
+    Here a missing or unreadable cache is an error that says what to do.
+    """
+    import licensedcode.cache as scancode_cache
+
+    if scancode_cache._LICENSE_CACHE:
+        return scancode_cache._LICENSE_CACHE.index
+    path = scancode_index_path()
+    if not os.path.exists(path) or not os.path.getsize(path):
+        raise Nano2Error(f"{path}: ScanCode's license index is missing; build it once with "
+                         "`scancode-reindex-licenses` (the pipeline never builds it)")  # fmt: skip
+    try:
+        cache = scancode_cache.load_cache_file(path)
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise Nano2Error(
+            f"{path}: ScanCode's license index cannot be loaded ({type(cause).__name__}: {cause}); it is not "
+            "rebuilt here: rebuild it with `scancode-reindex-licenses` or reinstall scancode-toolkit"
+        ) from None
+    scancode_cache._LICENSE_CACHE = cache
+    return cache.index
 
 
 def scancode_version() -> str:
@@ -102,17 +151,39 @@ def scancode_version() -> str:
 TAIL_MARKERS = (
     "spdx-license-identifier", "general public licen", "licensed under", "licenced under", "under the terms of",
     "permission is hereby granted", "redistribution and use", "creative commons", "public domain",
-    "mozilla public licen", "eclipse public licen",
+    "mozilla public licen", "eclipse public licen", "module_license(", "all rights reserved",
 )  # fmt: skip
+_LICENSE_NAMES = (r"(?:a?gpl|lgpl|mpl|epl|cddl|eupl|cecill|osl|sspl|bsl|cc[- ]?by|cc0|creative commons|proprietary"
+                  r"|commercial|apache|mit|bsd|isc|zlib|unlicense|wtfpl|artistic|ruby|python|boost|json)")  # fmt: skip
+# A license name within a line's reach of "license"/"copyright": `@license GPL`, `Copyright ... BSD`.
+NAME_NEAR_LICENSE = re.compile(
+    rf"(?:licen[cs]|copyright)[^\n]{{0,60}}?\b{_LICENSE_NAMES}\b|\b{_LICENSE_NAMES}\b[^\n]{{0,60}}?licen[cs]",
+    re.IGNORECASE,
+)
+# License language outside what the fast path matched: sends the text to the full matcher.
+LEFTOVER_LICENSE_TEXT = re.compile(
+    r"licen[cs]ed under|under the terms|terms and conditions|permission is hereby|redistribut|public domain|"
+    r"under (?:these|its|this license'?s?) terms|\byou may (?:not )?(?:modify|copy|distribute|use)\b|"
+    r"copyleft|proprietary|confidential|\bwithout (?:the )?(?:express )?(?:written )?permission|"
+    r"may not (?:be )?(?:use|cop|modif|distribut)|(?:this|the) (?:software|file|code|program) is (?:free|licen)|"
+    rf"\b{_LICENSE_NAMES}\b[^\n]{{0,30}}licen[cs]e|licen[cs]e[^\n]{{0,20}}\b{_LICENSE_NAMES}\b",
+    re.IGNORECASE,
+)
 
 
-def license_text_after_head(text: str, max_lines: int) -> bool:
-    """Does license language appear after the first `max_lines` lines (a license block at the end of a file)?"""
+def license_markers_after_head(text: str, max_lines: int) -> bool:
+    """Does license language appear after the first `max_lines` lines (a license block at the end of a file,
+    `MODULE_LICENSE("GPL")` at line 421, `@license` tags further down)?"""
     parts = text.split("\n", max_lines)
     if len(parts) <= max_lines:
         return False
-    tail = parts[max_lines].lower()
-    return any(marker in tail for marker in TAIL_MARKERS)
+    tail = parts[max_lines]
+    lowered = tail.lower()
+    return any(marker in lowered for marker in TAIL_MARKERS) or NAME_NEAR_LICENSE.search(tail) is not None
+
+
+# The old name, kept for callers: the check now also looks for license names near "license"/"copyright".
+license_text_after_head = license_markers_after_head
 
 
 def head_text(text: str, max_lines: int, max_chars: int, max_line_chars: int = 1000) -> str:
@@ -150,7 +221,10 @@ def declared_spdx_to_expression(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """How detection runs; part of the cache key, since other settings can give other answers."""
+    """How detection runs; part of the cache key, since other settings can give other answers.
+
+    Deadlines are CPU seconds of the detecting process.
+    """
 
     header_lines: int = 60
     header_chars: int = 16000
@@ -160,43 +234,125 @@ class DetectorSettings:
     file_deadline_s: float = 30.0
     unknown_licenses: bool = True
     max_license_text_chars: int = 300_000
+    check_leftover: bool = True
 
     def fingerprint(self, kind: str) -> str:
         """What a cached detection of this `kind` depends on."""
         if kind == "header":
             return (
-                f"scancode={scancode_version()};header;lines={self.header_lines};chars={self.header_chars};"
-                f"escalate={self.escalate_imperfect_headers};tail={self.check_tail}"
+                f"scancode={scancode_version()};header2;lines={self.header_lines};chars={self.header_chars};"
+                f"escalate={self.escalate_imperfect_headers};tail={self.check_tail};leftover={self.check_leftover}"
             )
         return f"scancode={scancode_version()};full;unknown={self.unknown_licenses};max={self.max_license_text_chars}"
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """ScanCode's answer on one text, with what the fast path needs to judge it."""
+
+    expressions: list[str]
+    imperfect: bool = False
+    covered_lines: frozenset[int] = frozenset()  # 1-based lines of the text that a match covers
+    grant: GrantKind = "notice"
+    truncated_names: bool = False  # a matched name that is the prefix of a longer one: `CC-BY` in `CC-BY-ND`
+    notice_key: str = ""  # the normalised text of the matched lines, for the notice cache
+
+
+_NORMALISE = re.compile(r"[^a-z0-9]+")
+
+
+def _normalised(text: str) -> str:
+    return _NORMALISE.sub(" ", text.lower()).strip()
+
+
+def leftover_license_text(text: str, covered_lines: frozenset[int]) -> bool:
+    """License language on lines no match covers (unknown terms beside a permissive match)."""
+    return any(
+        LEFTOVER_LICENSE_TEXT.search(line)
+        for number, line in enumerate(text.split("\n"), 1)
+        if number not in covered_lines
+    )
 
 
 class LicenseDetector:
     """ScanCode detection with a fast path and a full matcher; every call returns a Detection, never raises."""
 
-    def __init__(self, settings: DetectorSettings | None = None):
+    def __init__(self, settings: DetectorSettings | None = None, notice_cache_size: int = 4096):
         self.settings = settings or DetectorSettings()
+        # full-matcher answers for imperfect-but-exact notices, by their normalised text (see detect_header)
+        self._notice_cache: OrderedDict[tuple[str, str], Detection] = OrderedDict()
+        self._notice_cache_size = notice_cache_size
+        self.notice_cache_hits = 0
 
     def detect_header(self, text: str) -> Detection:
-        """Fast path: exact matching on the head of a file (license headers, SPDX-License-Identifier lines).
+        """Fast path: exact matching on the head of a file, widened where the head is not the whole story.
 
-        Two cheap guards keep it honest, each firing on a few files in a thousand of real code:
-        - license language after the head (a license block at the end of a file, a second license further down)
-          sends the whole file to the exact matcher instead of its head;
-        - when ScanCode itself flags the exact result as imperfect (a modified header: extra words, unknown
-          text next to a match, low-quality fragments), the same text is matched again with the full matcher.
+        - a match that reaches the end of the head (a license text longer than the head), or license markers
+          after the head (SPDX lines, `MODULE_LICENSE`, license names near "license" or
+          "copyright", license phrases) send the whole file to the exact matcher instead of its head;
+        - license language left over beside a fast match (lines no match covers), or a match ScanCode flags as
+          imperfect, sends the same text to the full matcher; a flagged notice already seen (same normalised
+          text, same exact answer) reuses that answer instead of being matched again;
+        - after leftover license language, both answers count (AND) and license text that even the full matcher
+          leaves unmatched is an `unknown` license; so is a matched name that is only the prefix of a longer one
+          (`CC-BY` of `CC-BY-ND`).
         """
         s = self.settings
-        whole_file = s.check_tail and license_text_after_head(text, s.header_lines)
+        whole_file = s.check_tail and license_markers_after_head(text, s.header_lines)
         target = text if whole_file else head_text(text, s.header_lines, s.header_chars)
         where = "file" if whole_file else "head"
-        fast, imperfect = self._detect(target, approximate=False, unknown=False, deadline_s=s.header_deadline_s,
-                                       matcher=f"exact-{where}")  # fmt: skip
-        if not (imperfect and s.escalate_imperfect_headers):
+        fast, result = self._detect(target, approximate=False, unknown=False, deadline_s=s.header_deadline_s,
+                                    matcher=f"exact-{where}")  # fmt: skip
+        if fast.failed or result is None:
             return fast
-        full, _ = self._detect(target, approximate=True, unknown=False, deadline_s=s.header_deadline_s,
-                               matcher=f"full-{where}")  # fmt: skip
-        return full
+        if not whole_file and s.check_tail and _cut_by_the_head(text, target, result.covered_lines):
+            # a license text that runs past the head: its fragments would be judged as licenses of their own
+            target, where = text, "file"
+            fast, result = self._detect(
+                target, approximate=False, unknown=False, deadline_s=s.header_deadline_s, matcher="exact-file"
+            )
+            if fast.failed or result is None:
+                return fast
+        leftover = s.check_leftover and leftover_license_text(target, result.covered_lines)
+        if not leftover and not (result.imperfect and s.escalate_imperfect_headers):
+            return self._fail_closed(fast, result)
+        cache_key = (result.notice_key, fast.expression or "")
+        if not leftover and result.notice_key:
+            cached = self._notice_cache.get(cache_key)
+            if cached is not None:
+                self._notice_cache.move_to_end(cache_key)
+                self.notice_cache_hits += 1
+                return cached
+        full, full_result = self._detect(
+            target, approximate=True, unknown=False, deadline_s=s.header_deadline_s, matcher=f"full-{where}"
+        )
+        if full.failed or full_result is None:
+            return full
+        # both answers count (AND only narrows), and license language even the full matcher leaves unmatched
+        # is an unknown license
+        still_unmatched = s.check_leftover and leftover_license_text(target, full_result.covered_lines)
+        if leftover or still_unmatched:
+            expression = combine_and([fast.expression, full.expression, UNKNOWN_KEY if still_unmatched else None])
+            kinds = {fast.grant, full.grant} if full.expression else {fast.grant}
+            grant: GrantKind = "notice" if "notice" in kinds or still_unmatched or len(kinds) > 1 else kinds.pop()
+            detail = "unidentified license text" if still_unmatched else None
+            answer = Detection("license" if expression else "none", expression, full.matcher, detail, grant)
+            answer = self._fail_closed(answer, result)
+        else:
+            answer = self._fail_closed(full, full_result)
+        if not leftover and result.notice_key:
+            self._notice_cache[cache_key] = answer
+            if len(self._notice_cache) > self._notice_cache_size:
+                self._notice_cache.popitem(last=False)
+        return answer
+
+    @staticmethod
+    def _fail_closed(detection: Detection, result: ScanResult) -> Detection:
+        """Add `unknown` for a matched license name cut short (`CC-BY` of `CC-BY-ND`)."""
+        if not result.truncated_names:
+            return detection
+        expression = combine_and([detection.expression, UNKNOWN_KEY])
+        return Detection("license", expression, detection.matcher, "a license name cut short", "notice")
 
     def detect_text(self, text: str) -> Detection:
         """Full matcher on a license file, README license section or declared-license string."""
@@ -219,38 +375,107 @@ class LicenseDetector:
 
     def _detect(
         self, text: str, *, approximate: bool, unknown: bool, deadline_s: float, matcher: str
-    ) -> tuple[Detection, bool]:
-        """A detection, and whether ScanCode flagged what it found (or half-found) as imperfect."""
-        if not text.strip():
-            return Detection("none", None, matcher), False
-        started = time.monotonic()
-        deadline = time.time() + deadline_s
-        try:
-            with hard_timeout(deadline_s * HARD_TIMEOUT_GRACE):
-                expressions, imperfect = self._scancode_expressions(text, approximate, unknown, deadline)
-        except DetectionTimeout as exc:
-            return Detection("timeout", None, matcher, str(exc)), False
-        except Exception as exc:  # ScanCode is a large codebase: any failure is recorded, the task goes on
-            return Detection("error", None, matcher, f"{type(exc).__name__}: {exc}"[:500]), False
-        if time.time() > deadline:
-            elapsed = time.monotonic() - started
-            return Detection("timeout", None, matcher, f"past the {deadline_s:.1f}s deadline ({elapsed:.1f}s)"), False
-        expression = combine_and(expressions)
-        return Detection("license" if expression else "none", expression, matcher), imperfect
+    ) -> tuple[Detection, ScanResult | None]:
+        """A detection and ScanCode's answer behind it; a timeout is retried once (full matcher, larger budget)."""
+        detection, result = self._detect_once(text, approximate=approximate, unknown=unknown, deadline_s=deadline_s,
+                                              matcher=matcher)  # fmt: skip
+        if detection.status != "timeout":
+            return detection, result
+        retry_budget = deadline_s * RETRY_BUDGET_FACTOR
+        retried, result = self._detect_once(text, approximate=True, unknown=unknown, deadline_s=retry_budget,
+                                            matcher=f"{matcher}+retry-full")  # fmt: skip
+        if retried.status == "timeout":
+            detail = f"{detection.detail}; retried with the full matcher: {retried.detail}"
+            return Detection("timeout", None, retried.matcher, detail), None
+        return retried, result
 
-    def _scancode_expressions(
-        self, text: str, approximate: bool, unknown: bool, deadline: float
-    ) -> tuple[list[str], bool]:
-        """License expressions of ScanCode's detections in `text` (clues without an expression are left out),
-        and whether ScanCode flagged any detection or clue as imperfect."""
+    def _detect_once(
+        self, text: str, *, approximate: bool, unknown: bool, deadline_s: float, matcher: str
+    ) -> tuple[Detection, ScanResult | None]:
+        if not text.strip():
+            return Detection("none", None, matcher), ScanResult([])
+        try:
+            load_index()  # before the timer starts: a load is never cut short (and never rebuilds)
+        except Nano2Error as exc:
+            return Detection("error", None, matcher, str(exc)[:500]), None
+        started = time.process_time()
+        try:
+            with cpu_time_limit(deadline_s):
+                result = self._scancode_scan(text, approximate, unknown)
+        except DetectionTimeout as exc:
+            return Detection("timeout", None, matcher, str(exc)), None
+        except Exception as exc:  # ScanCode is a large codebase: any failure is recorded, the task goes on
+            return Detection("error", None, matcher, f"{type(exc).__name__}: {exc}"[:500]), None
+        used = time.process_time() - started
+        if used > deadline_s:
+            return Detection("timeout", None, matcher, f"past the {deadline_s:.2f}s CPU budget ({used:.2f}s)"), None
+        expression = combine_and(result.expressions)
+        grant = result.grant if expression else "notice"
+        return Detection("license" if expression else "none", expression, matcher, None, grant), result
+
+    def _scancode_scan(self, text: str, approximate: bool, unknown: bool) -> ScanResult:
+        """ScanCode's detections in `text` (clues without an expression are left out of the expressions), with
+        whether any is flagged imperfect, the lines matches cover, and the kind of statement they came from."""
         from licensedcode.detection import detect_licenses
 
-        load_index()
-        detections = list(
-            detect_licenses(query_string=text, approximate=approximate, unknown_licenses=unknown, deadline=deadline)
-        )
+        # No wall-clock deadline inside ScanCode (it would return a partial answer on a busy machine): the CPU
+        # timer around this call is the budget. `inf` keeps ScanCode's own checks from ever firing.
+        detections = list(detect_licenses(query_string=text, approximate=approximate, unknown_licenses=unknown,
+                                          deadline=float("inf")))  # fmt: skip
         imperfect = any(flag in IMPERFECT_FLAGS for d in detections for flag in d.detection_log)
-        return [d.license_expression for d in detections if d.license_expression], imperfect
+        lines = text.split("\n")
+        covered: set[int] = set()
+        kinds: set[str] = set()
+        truncated = False
+        for detection in detections:
+            for match in detection.matches:
+                if not detection.license_expression:
+                    continue  # a clue: its lines stay unmatched license text
+                covered.update(range(match.start_line, match.end_line + 1))
+                rule = match.rule
+                if match.matcher.startswith("1-spdx"):
+                    kinds.add("declaration")
+                elif rule.is_license_reference and not (rule.is_license_notice or rule.is_license_text):
+                    kinds.add("reference")
+                else:
+                    kinds.add("notice")
+                if (rule.is_license_reference or rule.is_license_tag) and match.start_line == match.end_line:
+                    truncated |= _cut_short(
+                        match.matched_text(whole_lines=False, highlight=False),
+                        lines[match.start_line - 1] if match.start_line <= len(lines) else "",
+                    )
+        grant: GrantKind = "notice" if "notice" in kinds else "reference" if kinds == {"reference"} else (
+            "declaration" if kinds == {"declaration"} else "notice")  # fmt: skip
+        notice_key = _normalised("\n".join(lines[n - 1] for n in sorted(covered) if n <= len(lines)))
+        return ScanResult([d.license_expression for d in detections if d.license_expression], imperfect,
+                          frozenset(covered), grant, truncated, notice_key)  # fmt: skip
+
+
+def _cut_by_the_head(text: str, head: str, covered_lines: frozenset[int]) -> bool:
+    """Does a match reach the last lines of a head that is shorter than the file?"""
+    if len(head) >= len(text) or not covered_lines:
+        return False
+    return max(covered_lines) >= head.count("\n") - 1
+
+
+# Words that may follow a matched license name with a hyphen without changing which license it is.
+_NAME_CONTINUATIONS = frozenset({"license", "licensed", "licence", "licenced", "licenses", "style", "only", "or"})
+
+
+def _cut_short(matched: str, line: str) -> bool:
+    """Is the matched name followed, in the same word, by more of a name (`CC-BY-` + `ND`, `GPL` + `v3x`)?"""
+    matched = matched.strip()
+    if not matched:
+        return False
+    position = line.lower().find(matched.lower())
+    if position < 0:
+        return False
+    after = line[position + len(matched) :]
+    if matched.endswith("-"):
+        following = re.match(r"([A-Za-z0-9]+)", after)
+    else:
+        following = re.match(r"-?([A-Za-z0-9]+)", after) if after[:1] == "-" or after[:1].isalnum() else None
+    return bool(following) and following.group(1).lower() not in _NAME_CONTINUATIONS
 
 
 @functools.lru_cache(maxsize=8)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from curation.licenses.allowlist import AllowList, load_allowlist
+from curation.licenses.candidates import candidate_kind
 from curation.licenses.detector import Detection, DetectorSettings, LicenseDetector, load_index
 from curation.licenses.policy import combine_and, evaluate_expression, expression_keys, strip_non_grants
 
@@ -31,8 +32,10 @@ CODE_SUFFIXES = frozenset(
     [".c", ".h", ".cc", ".cpp", ".hpp", ".java", ".js", ".py", ".rb", ".php", ".go", ".rs", ".cs", ".pl", ".pm",
      ".sh", ".m4", ".S", ".el", ".scala"]
 )  # fmt: skip
-# Detection modes of the cases check: (method, settings changes). `fast` and `full` are what the pipeline runs.
+# Detection modes of the cases check: (method, settings changes). `default` is what the pipeline runs on each
+# case: the full matcher on license files, notices and READMEs (by file name), the fast path on everything else.
 MODES = {
+    "default": ("default", {}),
     "fast": ("fast", {}),
     "fast-exact": ("fast", {"escalate_imperfect_headers": False, "check_tail": False}),
     "full": ("full", {}),
@@ -130,6 +133,11 @@ class CaseScore:
 _WORKER_DETECTOR: LicenseDetector | None = None
 
 
+def pipeline_method(filename: str) -> str:
+    """How the pipeline reads a file of this name: `full` for license-bearing files, else `fast`."""
+    return "fast" if candidate_kind(PurePosixPath(filename).name) is None else "full"
+
+
 def _detect_case(args: tuple[str, str, DetectorSettings]) -> tuple[Detection, float]:
     mode, text, settings = args
     global _WORKER_DETECTOR
@@ -145,7 +153,7 @@ def evaluate_cases(
 ) -> dict[str, dict]:
     """Agreement of one detection mode (`fast` or `full`) with the labels: all cases and source-code cases."""
     load_index()  # once, before forking, so workers share it
-    jobs = [(mode, c.text, settings) for c in cases]
+    jobs = [(pipeline_method(c.filename) if mode == "default" else mode, c.text, settings) for c in cases]
     if workers > 1:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             results = pool.map(_detect_case, jobs, chunksize=8)
@@ -172,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     cases_p = sub.add_parser("cases", help="labelled ScanCode cases: fast path and full matcher")
     cases_p.add_argument("--limit", type=int, default=0, help="first N cases only (0: all)")
     cases_p.add_argument("--workers", type=int, default=2)
-    cases_p.add_argument("--modes", default="fast,full", help=f"comma-separated, of: {', '.join(MODES)}")
+    cases_p.add_argument("--modes", default="default,full", help=f"comma-separated, of: {', '.join(MODES)}")
     cases_p.add_argument("--output", type=Path, default=None, help="write the full report as JSON here")
     args = parser.parse_args(argv)
     if args.check == "cases":

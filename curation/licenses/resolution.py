@@ -1,4 +1,4 @@
-"""Which license governs a file: its own header, else the nearest license file up its tree, else package metadata.
+"""Which licenses govern a file: the nearest license files up its tree and package metadata, and its own header.
 
 This is the StarCoder2 / The Stack v2 directory propagation, made fail-closed:
 
@@ -13,9 +13,10 @@ This is the StarCoder2 / The Stack v2 directory propagation, made fail-closed:
 - A license file that could not be read (binary, too large), timed out or failed in ScanCode, or a LICENSE-named
   file in which ScanCode recognises no license, blocks the files it would govern: they are dropped with that
   reason instead of falling back to a license further up.
-- A header that names a license wins over the directory (an MIT header in a GPL repository is MIT). A header that
-  only refers elsewhere ("see LICENSE") defers to the directory; one that names a license *and* refers elsewhere
-  gets both (AND).
+- A header narrows, never widens, what the directories pass down (AND): an MIT header in a GPL repository is
+  `mit AND gpl-3.0`. Only an SPDX-License-Identifier declaration stands alone. A header that only refers
+  elsewhere ("see LICENSE") defers to the directory. The rules, each with an example and a test: POLICY.md.
+- A REUSE `LICENSES/` folder governs its parent directory (the repository), not only itself.
 """
 
 from __future__ import annotations
@@ -104,6 +105,14 @@ def directory_of(path: str) -> str:
     return "" if parent == "." else parent
 
 
+def governed_directory(path: str) -> str:
+    """The directory a license-bearing file speaks for: its own, or for a REUSE `LICENSES/x.txt` the parent."""
+    directory = directory_of(path)
+    if PurePosixPath(directory).name.lower() in ("licenses", "licences"):
+        return directory_of(directory)
+    return directory
+
+
 def _ancestors(directory: str) -> list[str]:
     """`a/b` -> [`a/b`, `a`, ``]: nearest first, the repository root last."""
     out = [directory]
@@ -124,7 +133,7 @@ class RepositoryEvidence:
     def __post_init__(self) -> None:
         self._by_dir = defaultdict(list)
         for item in self.evidence:
-            self._by_dir[directory_of(item.path)].append(item)
+            self._by_dir[governed_directory(item.path)].append(item)
 
     def inherited(self, path: str) -> Resolution:
         """The license a file at `path` gets from its directories (header not considered)."""
@@ -194,7 +203,17 @@ def _combine(items: list[Evidence], source: str) -> Resolution:
 
 
 def resolve_file(path: str, header: Detection | None, inherited: Resolution, ignorable: frozenset[str]) -> Resolution:
-    """The license of one file from its header detection and what its directories pass down."""
+    """The license of one file from its header detection and what its repository passes down (POLICY.md).
+
+    Every license that governs a file counts: a header narrows the repository's grant (AND), never widens it.
+    - An SPDX-License-Identifier (REUSE) declaration is the repository's own statement of the file's license and
+      stands alone (a bundled component declared by the repository).
+    - A header naming exactly the licenses the repository declares (two or more) takes the repository's
+      combination: `MPL-2.0 and Apache-2.0` in the header of a package declaring `MPL-2.0 OR Apache-2.0`.
+    - Without a repository license, a notice is the file's only grant; a loose reference ("covered by the MIT
+      license", "see the LICENSE") grants nothing.
+    - A repository license that cannot be known (a failed or unreadable license file) drops the file.
+    """
     if header is None:
         return inherited
     if header.failed:
@@ -202,11 +221,20 @@ def resolve_file(path: str, header: Detection | None, inherited: Resolution, ign
     expression, had_reference = strip_non_grants(header.expression, ignorable)
     if not expression:
         return inherited
-    if had_reference and (inherited.expression or inherited.failure):
-        if inherited.failure:
-            return inherited
-        return Resolution(combine_and([expression, inherited.expression]), "header", (path, *inherited.source_paths))
-    return Resolution(expression, "header", (path,))
+    if header.grant == "declaration" and not had_reference:
+        return Resolution(expression, "header", (path,))
+    if inherited.failure:
+        return inherited
+    if not inherited.expression:
+        if header.grant == "reference":
+            return Resolution(
+                expression, "header", (path,), REASON_NO_LICENSE, "a reference to a license is not a grant"
+            )
+        return Resolution(expression, "header", (path,))
+    families = _license_families(expression)
+    if len(families) > 1 and families == _license_families(inherited.expression):
+        return Resolution(inherited.expression, inherited.source, (path, *inherited.source_paths))
+    return Resolution(combine_and([expression, inherited.expression]), "header", (path, *inherited.source_paths))
 
 
 @dataclass(frozen=True)
