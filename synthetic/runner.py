@@ -238,8 +238,11 @@ def _run_sharded(
     from synthetic.shards import run_sharded
 
     model_identity(cfg.backend)  # a missing local checkpoint fails here, before any task starts
-    if not run_sharded(cfg, str(config_path) if config_path else None, stages, backend_factory):
-        return RunResult({}, RequestStats(), submitted=True)
+    from synthetic.shards import stage_done
+
+    finished = run_sharded(cfg, str(config_path) if config_path else None, stages, backend_factory)
+    if not finished and not all(stage_done(cfg, stage) for stage in stages):
+        return RunResult({}, RequestStats(), submitted=True)  # the jobs are queued: manifests come when they end
     manifests = {stage: read_manifest(cfg.stage_dir(stage)) for stage in stages}
     requests: Counter[str] = Counter()
     drops: dict[str, Counter[str]] = {}

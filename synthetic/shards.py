@@ -159,7 +159,7 @@ class MergeShards(PipelineStep):
             yield from data
 
 
-def _stage_done(cfg: SynthConfig, stage: str) -> bool:
+def stage_done(cfg: SynthConfig, stage: str) -> bool:
     """Whether the stage's last datatrove stage (the merge; the one shard of a one-task run) completed."""
     last = "merge" if cfg.executor.tasks > 1 else "shards"
     logs = cfg.shard_logs(stage) / last / "completions"
@@ -177,7 +177,7 @@ def run_sharded(
     world = cfg.executor.tasks
     chain: list[Stage] = []
     for stage in stages:
-        if _stage_done(cfg, stage):  # a finished stage is redone in full (from the caches), as a one-task run is
+        if stage_done(cfg, stage):  # a finished stage is redone in full (from the caches), as a one-task run is
             shutil.rmtree(cfg.shard_logs(stage), ignore_errors=True)
         shard = SynthesisShard(cfg, config_path, stage, backend_factory)
         chain.append(Stage(f"{stage}-shards", [shard], cfg.shard_logs(stage) / "shards"))
