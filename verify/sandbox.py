@@ -190,6 +190,7 @@ def _child_main() -> None:
     sys.argv = [config["program"]]
     report: dict = {"verdict": "error", "reason": "", "uid": os.getuid()}
     exit_now, type_, id_, len_, isinstance_ = os._exit, type, id, len, isinstance
+    assertion_error, memory_error, system_exit = AssertionError, MemoryError, SystemExit  # a program may rebind them
     str_, getattr_, dict_, set_ = str, getattr, dict, set
 
     def seal(secret: bytes, fd: int, write: object, repr_: object, flush: object) -> object:
@@ -274,7 +275,7 @@ def _child_main() -> None:
 
     def strict(value: object) -> object:
         if not plain(value):
-            raise AssertionError(f"a test saw a value of type {type_(value).__name__!s}, not a built-in value")
+            raise assertion_error(f"a test saw a value of type {type_(value).__name__!s}, not a built-in value")
         return value
 
     operators = {
@@ -595,13 +596,13 @@ def _child_main() -> None:
             report.update(verdict="passed", reason="")
     except SandboxViolation as exc:
         report.update(verdict="blocked", reason=str_(exc.args[0]) if exc.args else "blocked")
-    except AssertionError as exc:
+    except assertion_error as exc:
         report.update(verdict="failed", reason=describe(exc, show=True))
-    except MemoryError:
+    except memory_error:
         del reserve
         namespace.clear()
         report.update(verdict="memory", reason=f"MemoryError (address space limit {limits['memory_bytes']} bytes)")
-    except SystemExit as exc:
+    except system_exit as exc:
         report.update(verdict="failed", reason=f"SystemExit({describe(exc)}) in the {stage} before the tests finished")
     except BaseException as exc:
         report.update(verdict="error", reason=describe(exc, show=True))
@@ -893,6 +894,7 @@ def _bwrap_command(layout: _Layout, limits: SandboxLimits, seccomp_fd: int | Non
         command += ["--ro-bind", "/dev/null", path]
     command += ["--dev", "/dev", "--size", str(limits.tmp_size_mb << 20), "--tmpfs", SANDBOX_DIR]
     command += ["--chdir", SANDBOX_DIR, "--hostname", "sandbox"]
+    command += ["--remount-ro", "/"]  # the root bwrap builds is a tmpfs: read-only once the binds are in
     if seccomp_fd is not None:
         command += ["--seccomp", str(seccomp_fd)]
     return [*command, "--", *argv]
