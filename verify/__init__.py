@@ -9,7 +9,8 @@ functions, so one answer gets one verdict wherever it is judged (tests/test_veri
 - `verify.gsm8k`: the gold answer of a GSM8K solution (`#### N`).
 - `verify.choice`: the letter a multiple-choice response chose.
 - `verify.code`: the code a reply answers with, and its test program.
-- `verify.sandbox`: one subprocess per program, with limits, a network namespace and an audit-hook guard.
+- `verify.sandbox`: one bubblewrap jail per program (namespaces, read-only stdlib root, seccomp, limits); verdicts
+  authenticated by a per-run secret; tests compare built-in values only. No bwrap: it refuses to run code.
 - `verify.pass_at_k`: the unbiased pass@k estimate from per-sample verdicts.
 
 Layering: this package imports only the standard library, third-party packages and nano2's ground floor
