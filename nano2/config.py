@@ -2,10 +2,20 @@
 
 Every package loads its configs through `load_yaml_model`, so every config error reads the same way:
 `recipes/tiny.yaml: phases[1].weights: weights sum to 0.9, expected 1 (within 1e-09)`.
+
+Validation is strict for every model: a string is never turned into a number (`weight: "0.55"`,
+`seq_len: "4096"`), a boolean is not a number (`weight: true`), and NaN or infinity (`.nan`, `.inf`) is refused
+wherever it appears. Strings still become paths, enums and dates, since YAML has no such types: the parsed data
+goes through pydantic's strict JSON mode, which allows exactly those conversions. Numbers written `1e-3` (YAML
+1.2, what people write) are floats, not the strings PyYAML's YAML 1.1 rules would make of them.
 """
 
 from __future__ import annotations
 
+import enum
+import json
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -37,6 +47,10 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.2 floats without a dot or without an exponent sign (`1e-3`, `5E4`), which YAML 1.1 reads as strings
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -114,12 +128,39 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel]) -> l
     return out
 
 
+def _non_finite(data: Any, loc: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], float] | None:
+    """The location and value of the first NaN or infinity in parsed data, if any."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return loc, data
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list | tuple) else ()
+    for key, value in items:
+        found = _non_finite(value, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
+def _json_value(value: Any) -> Any:
+    """Values YAML or a caller may hand over that JSON has no type for: dates, paths, enums, models."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
 def validate_model(data: Any, model: type[M], source: str | Path | None) -> M:
-    """Validate parsed data against `model`, turning pydantic's report into one ConfigError line."""
+    """Validate parsed data against `model` strictly (no str -> number, no bool -> number, no NaN/inf), turning
+    pydantic's report into one ConfigError line."""
     if data is None:
         raise ConfigError(source, None, f"empty document; expected a mapping for {model.__name__}")
+    bad = _non_finite(data)
+    if bad is not None:
+        raise ConfigError(source, format_loc(bad[0]) or None, f"expected a finite number, got {bad[1]}")
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(json.dumps(data, default=_json_value), strict=True)
     except ValidationError as exc:
         problems = describe_validation_error(exc, model)
         field, message = problems[0]

@@ -89,3 +89,32 @@ def test_plot_writes_a_png(cli, tmp_path):
     assert result.code == 0, result.err
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_version(cli):
+    from importlib import metadata
+
+    result = cli("--version")
+    assert result.code == 0 and result.out.strip() == f"nano2 {metadata.version('nano2-recipe')}"
+
+
+def test_debug_is_accepted_anywhere(cli, tmp_path):
+    missing = tmp_path / "missing.yaml"
+    plain = cli("mix", "validate", missing)
+    assert plain.code == 2 and plain.err.strip() == f"error: {missing}: file not found"
+    import pytest
+
+    from nano2.errors import ConfigError
+
+    for args in (("--debug", "mix", "validate", missing), ("mix", "validate", missing, "--debug")):
+        with pytest.raises(ConfigError):  # --debug re-raises: the traceback is shown
+            cli(*args)
+
+
+def test_usage_errors_print_the_usage_line(cli):
+    result = cli("mix", "validate")
+    lines = result.err.strip().splitlines()
+    assert result.code == 2 and len(lines) == 2
+    assert lines[0].startswith("usage: nano2 mix validate") and lines[1].startswith("error: Missing argument")
+    unknown = cli("mix", "validat")
+    assert unknown.code == 2 and unknown.err.startswith("usage: nano2 mix") and "No such command" in unknown.err

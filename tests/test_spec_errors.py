@@ -179,3 +179,75 @@ def test_no_coercion_and_no_nan(cli, write_spec, where, value, needle):
         spec[where] = value
     path = write_spec(spec)
     _assert_one_line_error(cli("mix", "validate", path), str(path), needle)
+
+
+# --- strict types: no string -> number, booleans are not numbers, NaN/inf refused (every config model) ---------
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field", "expected"),
+    [
+        ("weight_nan", "phases[0].weights.web", "finite number"),
+        ("weight_inf", "phases[0].weights.web", "finite number"),
+        ("weight_string", "phases[0].weights.web", "'0.6'"),
+        ("weight_bool", "phases[0].weights.web", "True"),
+        ("seq_len_string", "seq_len", "'128'"),
+        ("seq_len_bool", "seq_len", "True"),
+    ],
+)
+def test_strict_types_in_specs(cli, write_spec, yaml_text, field, expected):
+    spec = small_spec()
+    case = {
+        "weight_nan": ("web: 0.6", "web: .nan"),
+        "weight_inf": ("web: 0.6", "web: .inf"),
+        "weight_string": ("web: 0.6", "web: '0.6'"),
+        "weight_bool": ("web: 0.6", "web: true"),
+        "seq_len_string": ("seq_len: 128", "seq_len: '128'"),
+        "seq_len_bool": ("seq_len: 128", "seq_len: true"),
+    }[yaml_text]
+    import yaml
+
+    text = yaml.safe_dump(spec, sort_keys=False, default_flow_style=False)
+    assert case[0] in text
+    path = write_spec(text.replace(case[0], case[1], 1))
+    _assert_one_line_error(cli("mix", "validate", path), str(path), field, expected)
+
+
+def test_yaml_12_floats_and_paths_still_load(tmp_path):
+    """`1e-3` is a float (YAML 1.2), and strings still become paths and enums under strict validation."""
+    from pathlib import Path
+
+    from pydantic import BaseModel
+
+    from nano2.config import load_yaml_model
+
+    class Example(BaseModel):
+        rate: float
+        where: Path
+        count: int
+
+    path = tmp_path / "x.yaml"
+    path.write_text("rate: 1e-3\nwhere: runs/x\ncount: 3\n")
+    loaded = load_yaml_model(path, Example)
+    assert loaded.rate == 0.001 and loaded.where == Path("runs/x") and loaded.count == 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "field"),
+    [
+        ("web", "output_dir: o\nwork_dir: w\ninputs: [{kind: warc, path: x, limit: '5'}]\n", "inputs[0].limit"),
+        ("web", "output_dir: o\nwork_dir: w\ninputs: [{kind: warc, path: x}]\nlanguage: {min_score: .nan}\n",
+         "language.min_score"),
+        ("web", "output_dir: o\nwork_dir: w\ninputs: [{kind: warc, path: x}]\nurl_filter: {enabled: 'yes'}\n",
+         "url_filter.enabled"),
+    ],
+)  # fmt: skip
+def test_strict_types_in_web_configs(tmp_path, kind, text, field):
+    from curation.web.config import load_web_config
+    from nano2.errors import ConfigError
+
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_web_config(path)
+    assert str(err.value).startswith(f"{path}: {field}: ")

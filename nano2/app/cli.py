@@ -36,8 +36,31 @@ SUB_APPS = [
 ]
 
 
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("nano2-recipe")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"nano2 {package_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors.")):
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks instead of one-line errors (anywhere on the command line)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+):
     """Nemotron Nano 2 recipe."""
 
 
@@ -169,28 +192,76 @@ def _to_json(rel) -> str:
     return json.dumps(rows, indent=2, default=str) + "\n"
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
 
 
+def _exception_classes(name: str) -> tuple[type[BaseException], ...]:
+    """click's exception class `name` and typer's vendored copy of it (typer >= 0.16 ships its own click): an
+    error raised by either must be caught."""
+    import typer.exceptions
+
+    found = [getattr(click.exceptions, name, None), getattr(typer.exceptions, name, None)]
+    try:
+        from typer._click import exceptions as vendored
+
+        found.append(getattr(vendored, name, None))
+    except ImportError:
+        pass
+    return tuple({c for c in found if isinstance(c, type)})
+
+
+_EXIT, _ABORT = _exception_classes("Exit"), _exception_classes("Abort")
+_USAGE, _NO_ARGS_HELP = _exception_classes("UsageError"), _exception_classes("NoArgsIsHelpError")
+_CLICK = _exception_classes("ClickException")
+
+
+def split_debug(args: list[str]) -> tuple[list[str], bool]:
+    """Remove `--debug` wherever it stands before a `--` (it is global: `nano2 mix validate X --debug` too)."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [a for a in args[:end] if a != "--debug"] + args[end:]
+    return kept, len(kept) != len(args)
+
+
+def _usage_line(exc: BaseException) -> str | None:
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return None
+    return " ".join(ctx.get_usage().split()).replace("Usage: ", "usage: ", 1)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and turn every failure into `error: ...` and exit code 2 (unless --debug)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    """Entry point: run the app and turn every failure into `error: ...` and exit code 2 (unless --debug); a usage
+    error also prints the usage line of the command it concerns."""
+    args, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
     start_recording()  # the recipe runner's fingerprints hash the code this process really runs
     _mount_sub_apps(args)
     try:
         app(args=args, prog_name="nano2", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except _EXIT as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except _ABORT:
         print("error: aborted", file=sys.stderr)
         sys.exit(2)
-    except click.ClickException as exc:
+    except _NO_ARGS_HELP as exc:  # `nano2 mix`: the group's help
+        exc.show()
+        sys.exit(2)
+    except _USAGE as exc:
         if debug:
             raise
-        exc.show()
+        usage = _usage_line(exc)
+        if usage:
+            print(usage, file=sys.stderr)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        print(f"error: {_one_line(exc.format_message() if hasattr(exc, 'format_message') else exc)}{hint}",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
+    except _CLICK as exc:
+        if debug:
+            raise
+        print(f"error: {_one_line(exc.format_message())}", file=sys.stderr)
         sys.exit(2)
     except Nano2Error as exc:
         if debug:
