@@ -1,4 +1,12 @@
-"""CPU backend over a checkpoint made by `model/`: the tiny recipe's teacher, and the engine behind `nano2 synth serve`.
+"""CPU backend over a local checkpoint: the tiny recipe's teacher, and the engine behind `nano2 synth serve`.
+
+Two kinds of checkpoint directory load here. Ours (`model/`, config.json `model_type: nemotron_h`) is described
+below. Any other Hugging Face causal LM (`AutoModelForCausalLM`, e.g. a local Llama/Qwen instruct checkpoint) is
+run by `HFCausalLM` with its own tokenizer and chat template (`apply_chat_template`): greedy requests are decoded
+together in left-padded batches; sampled ones one sequence at a time, each with its own seed (sample i of a
+request uses seed + i), so a sampled text does not depend on the batch it came in.
+
+For our checkpoints:
 
 Chats are rendered with the Nano 2 template (`model.tokenizer.render_chat`), so a reasoning-on prompt ends in
 `<think>\\n` and the completion is `trace\\n</think>\\nanswer`, the shape vLLM returns for Nano 2. Decoding is
@@ -29,6 +37,13 @@ class LocalBackend:
     """Generate with a local `model/` checkpoint on CPU (or any torch device)."""
 
     name = "local"
+
+    def __new__(cls, checkpoint: str | Path, *args, **kwargs):
+        """Our checkpoints get this class; any other Hugging Face causal LM gets `HFCausalLM`."""
+        path = Path(checkpoint)
+        if cls is LocalBackend and path.is_dir() and checkpoint_model_type(path) not in (None, "nemotron_h"):
+            return HFCausalLM(path, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, checkpoint: str | Path, dtype: str = "fp32", device: str = "cpu", model_name: str | None = None):
         from model.io import load_checkpoint
@@ -106,3 +121,114 @@ class LocalBackend:
 
     def close(self) -> None:
         self._decoder = None
+
+
+def checkpoint_model_type(path: Path) -> str | None:
+    """config.json's `model_type` of a checkpoint directory (None when it has no readable config)."""
+    import json
+
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+class HFCausalLM:
+    """Generate with any local `AutoModelForCausalLM` checkpoint, rendering chats with its own chat template."""
+
+    name = "local-hf"
+
+    def __init__(self, checkpoint: str | Path, dtype: str = "fp32", device: str = "cpu", model_name: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(checkpoint)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+        except Exception as exc:
+            raise BackendError(f"local backend: {path} has no usable tokenizer ({exc})") from None
+        if not self.tokenizer.chat_template:
+            raise BackendError(f"local backend: {path}: the tokenizer has no chat template (tokenizer_config.json)")
+        torch_dtype = getattr(torch, _DTYPES.get(dtype, dtype))
+        try:
+            self.hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+        except Exception as exc:
+            raise BackendError(f"local backend: {path}: not a loadable causal LM checkpoint ({exc})") from None
+        self.device = device
+        self.model = model_name or path.resolve().name
+        self.checkpoint = path
+        self._lock = threading.Lock()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+
+    def prompt_text(self, request: GenerationRequest) -> str:
+        if request.messages is None:
+            assert request.prompt is not None
+            return request.prompt
+        messages = with_reasoning_switch(request.messages, request.thinking)
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _decode(self, texts: list[str], sampling, seed: int | None) -> list[tuple[str, str, int, int]]:
+        """(text, finish reason, completion tokens, prompt tokens) per prompt, decoded together."""
+        import torch
+
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        stops = [t for t in {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} if t is not None]
+        options = {"max_new_tokens": sampling.max_tokens, "eos_token_id": stops,
+                   "pad_token_id": self.tokenizer.pad_token_id}  # fmt: skip
+        if seed is None:
+            options |= {"do_sample": False}
+        else:
+            torch.manual_seed(seed)
+            options |= {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
+        with torch.no_grad():
+            out = self.hf_model.generate(**batch, **options)
+        prompt_len = batch["input_ids"].shape[1]
+        results = []
+        for row, mask in zip(out, batch["attention_mask"], strict=True):
+            new = row[prompt_len:].tolist()
+            ended = next((i for i, t in enumerate(new) if t in stops), None)
+            new = new if ended is None else new[:ended]
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            reason = "stop" if ended is not None else "length"
+            for stop in sampling.stop:
+                if stop in text:
+                    text, reason = text.split(stop, 1)[0], "stop"
+            results.append((text, reason, len(new), int(mask.sum())))
+        return results
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        with self._lock:
+            prompts: dict[str, str] = {}
+            answers: dict[str, GenerationResponse] = {}
+            for r in requests:
+                try:
+                    prompts[r.key] = self.prompt_text(r)
+                except Exception as exc:
+                    answers[r.key] = error_response(r, f"bad request: {exc}")
+            greedy = [r for r in requests if r.key in prompts and r.sampling.temperature == 0]
+            for sampling in {r.sampling for r in greedy}:  # one batch per sampling setting
+                group = [r for r in greedy if r.sampling == sampling]
+                decoded = self._decode([prompts[r.key] for r in group], sampling, None)
+                for r, (text, reason, n, prompt_n) in zip(group, decoded, strict=True):
+                    answers[r.key] = GenerationResponse(key=r.key, texts=[text] * sampling.n,
+                        finish_reasons=[reason] * sampling.n, prompt_tokens=prompt_n,
+                        completion_tokens=[n] * sampling.n)  # fmt: skip
+            for r in requests:
+                if r.key in answers or r.key not in prompts:
+                    continue
+                samples = [
+                    self._decode([prompts[r.key]], r.sampling, r.sampling.seed + i)[0] for i in range(r.sampling.n)
+                ]
+                answers[r.key] = GenerationResponse(
+                    key=r.key, texts=[s[0] for s in samples], finish_reasons=[s[1] for s in samples],
+                    prompt_tokens=samples[0][3], completion_tokens=[s[2] for s in samples],
+                )  # fmt: skip
+            return [answers[r.key] for r in requests]
+
+    def close(self) -> None:
+        return
