@@ -138,14 +138,6 @@ class SandboxCapabilities:
     binds: tuple[str, ...]
     notes: tuple[str, ...] = ()
 
-    @property
-    def network_namespace(self) -> bool:
-        return True
-
-    @property
-    def nproc_enforced(self) -> bool:
-        return True
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "interpreter": self.interpreter,
