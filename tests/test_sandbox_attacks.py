@@ -349,3 +349,21 @@ def test_the_suite_holds_for_an_unprivileged_user():
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd="/tmp")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_without_bwrap_generated_code_is_refused_not_run_unguarded(monkeypatch, tmp_path):
+    import verify.sandbox as sandbox
+
+    marker = tmp_path / "ran"
+    sandbox._bwrap.cache_clear()
+    sandbox.sandbox_capabilities.cache_clear()
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    try:
+        with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
+            run_program(f"open({str(marker)!r}, 'w').write('x')", LIMITS)
+    finally:
+        monkeypatch.undo()
+        sandbox._bwrap.cache_clear()
+        sandbox.sandbox_capabilities.cache_clear()
+    assert not marker.exists()
+    assert run_program("print(1)", LIMITS).passed  # the real tool is back
