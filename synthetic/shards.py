@@ -44,6 +44,7 @@ from nano2.errors import Nano2Error
 from nano2.manifest import MANIFEST_NAME, ArtifactKind, Manifest, OutputStats, Stats, read_manifest, write_manifest
 from synthetic.backends import Backend
 from synthetic.config import SynthConfig
+from synthetic.engine import run_stage_shard
 from synthetic.records import SYNTHETIC_STAGE, _prepare_empty
 from synthetic.stage import RequestStats
 
@@ -63,8 +64,6 @@ class SynthesisShard(PipelineStep):
         self.cfg, self.config_path, self.stage, self.backend_factory = cfg, config_path, stage, backend_factory
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from synthetic.runner import run_stage_shard
-
         manifest = run_stage_shard(self.cfg, self.config_path, self.stage, rank, world_size, self.backend_factory)
         self.stat_update("rows", value=int(manifest.stats.documents or 0))
         for key, value in manifest.extra.get("requests", {}).items():
