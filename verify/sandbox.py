@@ -117,6 +117,7 @@ class SandboxResult:
     exit_code: int | None = None
     signal_name: str | None = None
     wall_s: float = 0.0
+    cpu_s: float | None = None  # CPU of the interpreter inside the jail (the parent's rusage never sees it)
     isolation: dict[str, Any] = field(default_factory=dict)
     pid: int | None = None  # also the process group id; everything in it was killed before returning
 
@@ -191,10 +192,14 @@ def _child_main() -> None:
         def finish(report: dict) -> None:
             with contextlib.suppress(BaseException):
                 flush()
+            usage = getrusage(rusage_self)
+            report["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 4)
             write(fd, secret + b" " + repr_(report).encode("utf-8", "replace") + b"\n")
             exit_now(0)
 
         return finish
+
+    getrusage, rusage_self = resource.getrusage, resource.RUSAGE_SELF
 
     def flush_both() -> None:
         sys.stdout.flush()
@@ -966,6 +971,7 @@ def _run(program: Program, limits: SandboxLimits, layout: _Layout, drop_uid: boo
             exit_code=process.returncode,
             signal_name=signal_name,
             wall_s=round(elapsed, 4),
+            cpu_s=report.get("cpu_s") if isinstance(report.get("cpu_s"), float) else None,
             isolation={"tool": "bwrap", "uid": uid if uid is not None else os.getuid(), "seccomp": bool(filter_bytes)},
             pid=process.pid,
         )
