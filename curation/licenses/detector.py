@@ -164,6 +164,8 @@ NAME_NEAR_LICENSE = re.compile(
 LEFTOVER_LICENSE_TEXT = re.compile(
     r"licen[cs]ed under|under the terms|terms and conditions|permission is hereby|redistribut|public domain|"
     r"under (?:these|its|this license'?s?) terms|\byou may (?:not )?(?:modify|copy|distribute|use)\b|"
+    r"(?:released|distributed|available|provided) under|creative commons|"
+    r"\b(?:shall|should|must|may)(?: not| only| rather)* be used\b|"
     r"copyleft|proprietary|confidential|\bwithout (?:the )?(?:express )?(?:written )?permission|"
     r"may not (?:be )?(?:use|cop|modif|distribut)|(?:this|the) (?:software|file|code|program) is (?:free|licen)|"
     rf"\b{_LICENSE_NAMES}\b[^\n]{{0,30}}licen[cs]e|licen[cs]e[^\n]{{0,20}}\b{_LICENSE_NAMES}\b",

@@ -3,8 +3,9 @@
 `cases` (../shared/data/licenses/scancode_license_detection_cases_dev.jsonl.gz): how often our detection agrees
 with the expected licenses, for the fast path (exact matching on the first lines, escalating imperfect headers)
 and for the full matcher, separately. Agreement is measured three ways: the same set of license keys, the same
-keys with `-plus` folded in, and the same keep/drop decision under the allow-list. The second real check, whole
-repositories as the code pipeline resolves them, is `curation.code.license_check`.
+keys with `-plus` folded in, and the same keep/drop decision under the allow-list.
+The second real check, package trees labelled by what they declare (installed PyPI distributions, npm packages),
+is `curation.code.license_trees`; whole repositories resolved vs declared is `curation.code.license_check`.
 
     python -m curation.licenses.evaluate cases [--limit N] [--workers 2] [--output report.json]
 """
@@ -170,6 +171,9 @@ def evaluate_cases(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------------------------
+
+
 def _shared_data() -> Path:
     return Path(os.environ.get("NANO2_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
@@ -183,11 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     cases_p.add_argument("--modes", default="default,full", help=f"comma-separated, of: {', '.join(MODES)}")
     cases_p.add_argument("--output", type=Path, default=None, help="write the full report as JSON here")
     args = parser.parse_args(argv)
+    report: dict = {}
     if args.check == "cases":
         cases = read_cases(_shared_data() / CASES_FILE)
         if args.limit:
             cases = cases[: args.limit]
-        report: dict = {"cases_file": str(_shared_data() / CASES_FILE)}
+        report["cases_file"] = str(_shared_data() / CASES_FILE)
         for mode in args.modes.split(","):
             method, changes = MODES[mode]
             started = time.perf_counter()
