@@ -26,6 +26,7 @@ def _progress():
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=make_console(stderr=True),
+        transient=True,  # gone when the command ends: an error stays the one line on stderr
     )
 
 

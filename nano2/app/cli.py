@@ -271,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:  # a path that is missing, a file, a folder
+            print(f"error: {exc.filename}: {_one_line(exc.strerror or exc)}", file=sys.stderr)
+            sys.exit(2)
         print(f"error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
         sys.exit(2)
 
