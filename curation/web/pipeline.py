@@ -45,6 +45,8 @@ GROUPINGS = {
 }
 
 
+TOKEN_BATCH_DOCS = 64  # documents per token-counting batch in the extract stage
+
 # What each artifact receives, for the reason of an empty one.
 ROUTED_HERE = {
     WEB: "English pages without math",
@@ -124,7 +126,9 @@ def build_stages(cfg: WebConfig, thresholds_file: Path, saved_thresholds: Path |
         ),
         LanguageID(_languages(cfg), cfg.language.min_score, decisions=_decisions(cfg, "language")),
         HeuristicFilters(decisions=_decisions(cfg, "heuristics")),
-        TokensCounter(resolve_tokenizer(cfg.tokenizer)),
+        # datatrove's default batch (10,000 documents, texts and encodings held at once) is most files: memory then
+        # grows with the file; a small batch keeps it flat (benchmarks/bench_extract_memory.py)
+        TokensCounter(resolve_tokenizer(cfg.tokenizer), batch_size=TOKEN_BATCH_DOCS),
     ]
     if cfg.dedup.exact:
         extract_steps.append(ExactHashSignature(str(work / "exact" / "signatures")))
