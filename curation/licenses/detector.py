@@ -163,7 +163,8 @@ NAME_NEAR_LICENSE = re.compile(
 # License language outside what the fast path matched: sends the text to the full matcher.
 LEFTOVER_LICENSE_TEXT = re.compile(
     r"licen[cs]ed under|under the terms|terms and conditions|permission is hereby|public domain|"
-    r"redistributions? (?:and use|of source|in binary)|redistribute (?:it|and|this)|"
+    r"redistributions? (?:and use|of source|in binary|in any form)|redistribute (?:it|and|this)|"
+    r"(?:use|redistribution) (?:or \w+ )?of this (?:code|software)|disallowed|prohibited|must be accompanied|"
     r"under (?:these|its|this license'?s?) terms|\byou may (?:not )?(?:modify|copy|distribute|use)\b|"
     r"(?:released|distributed|available|provided) under|creative commons|"
     r"be used (?:only )?for (?:good|non-?commercial|commercial|academic|research|military)|"
