@@ -99,7 +99,15 @@ def test_curation_on_slurm_writes_the_documents_of_a_local_run(slurm, tmp_path, 
     on_slurm = config(SLURM, "slurm")
     assert run_web(load_web_config(on_slurm), on_slurm) == {}  # submitted (the stand-in ran every job already)
     jobs = _pipeline_jobs(slurm)
-    assert len(jobs) >= 4 and all(job["exit_codes"] and not any(job["exit_codes"]) for job in jobs)
+    assert len(jobs) >= 5 and all(job["exit_codes"] and not any(job["exit_codes"]) for job in jobs)
+    assert "manifests" in jobs[-1]["script"]  # the last job of the chain writes the manifests
     local = config({"kind": "local", "tasks": 2, "workers": 1}, "local")
     run_web(load_web_config(local), local)
     assert documents("slurm") == documents("local") and len(documents("local")) > 3
+    for artifact in ("web", "math", "multilingual"):
+        on_cluster, here = (read_manifest(tmp_path / name / "curated" / artifact) for name in ("slurm", "local"))
+        assert on_cluster.stats.documents == here.stats.documents and on_cluster.stats.by == here.stats.by
+    # the submitted run's state can be finished or inspected locally (same tasks): nothing is refused or redone
+    finish = config({"kind": "local", "tasks": 2, "workers": 1}, "slurm")
+    assert set(run_web(load_web_config(finish), finish)) == {"web", "math", "multilingual", "decisions"}
+    assert documents("slurm") == documents("local")

@@ -21,6 +21,8 @@ import json
 import shutil
 from pathlib import Path
 
+from datatrove.pipeline.base import PipelineStep
+
 from curation.decisions import DecisionsWriter
 from curation.documents import WorkingDocumentsWriter
 from curation.manifests import write_decisions_manifest, write_run_manifest
@@ -201,9 +203,11 @@ def run_web(
     (cfg.work / RUN_STATE).write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
     thresholds_file = cfg.work / "thresholds.json"
     stages = build_stages(cfg, thresholds_file, thresholds)
-    if cfg.executor.kind == "slurm":
-        run_stages(stages, cfg.executor)
-        return {}  # submitted to Slurm: a local rerun writes the manifests
+    if cfg.executor.kind == "slurm":  # the last job of the chain writes the manifests when the others succeeded
+        logging_dirs = [stage.logging_dir for stage in stages]
+        manifests = WriteManifests(cfg, config_path, thresholds_file, logging_dirs, fingerprint)
+        run_stages([*stages, Stage("manifests", [manifests], cfg.work / "logs" / "manifests", tasks=1)], cfg.executor)
+        return {}  # submitted: the manifests appear when the jobs finish
     empty_reason = None
     ran: list[Stage] = []
     for stage in stages:
@@ -216,6 +220,27 @@ def run_web(
     return write_manifests(
         cfg, config_path, thresholds_file, [stage.logging_dir for stage in ran], empty_reason, fingerprint
     )
+
+
+class WriteManifests(PipelineStep):
+    """The last job of a run submitted to a cluster: the artifacts' manifests (`write_manifests`), as a local run
+    writes them after its last stage."""
+
+    name = "🧾 Write manifests"
+    type = "📝 - WRITER"
+
+    def __init__(self, cfg: WebConfig, config_path, thresholds_file: Path, logging_dirs: list[Path], fingerprint: str):
+        super().__init__()
+        self.cfg, self.config_path, self.thresholds_file = cfg, config_path, thresholds_file
+        self.logging_dirs, self.fingerprint = logging_dirs, fingerprint
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        written = write_manifests(
+            self.cfg, self.config_path, self.thresholds_file, self.logging_dirs, fingerprint=self.fingerprint
+        )
+        self.stat_update("manifests", value=len(written) + 1)  # the artifacts and the decisions
+        if data:
+            yield from data
 
 
 def has_documents(folder: Path) -> bool:
@@ -251,9 +276,12 @@ def nothing_left_reason(cfg: WebConfig, after: str) -> str:
 
 
 def run_fingerprint(cfg: WebConfig, thresholds: Path | None) -> str:
-    """What the state of a run depends on: the config (all but its name) and the inputs' files (name, size, mtime;
-    remote inputs by path). Cheap, so a rerun can check it before anything is read."""
-    state: dict = {"config": cfg.model_dump(mode="json", exclude={"name"}), "thresholds": str(thresholds or "")}
+    """What the state of a run depends on: the config (all but its name and where it runs) and the inputs' files
+    (name, size, mtime; remote inputs by path). Cheap, so a rerun can check it before anything is read. The task
+    count stays in (datatrove's completions and shards are per rank); the executor kind, workers and cluster
+    options do not, so a run submitted to Slurm can be finished or inspected locally."""
+    config = cfg.model_dump(mode="json", exclude={"name": True, "executor": {"kind", "workers", "slurm", "ray"}})
+    state: dict = {"config": config, "thresholds": str(thresholds or "")}
     listing = []
     for spec in cfg.inputs:
         root = Path(spec.path)
