@@ -121,6 +121,7 @@ class TokensExtra(BaseModel):
     files: int = 0
     chat_rows: int = 0
     dropped: dict[str, int] = Field(default_factory=dict)
+    empty_reason: str | None = None  # why no document was tokenized (the artifact is still written)
 
 
 # Kinds whose `extra` has a schema: validated when written and when read, so a reader gets typed fields and a

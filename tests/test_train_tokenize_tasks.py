@@ -86,7 +86,9 @@ def test_an_empty_artifact_gets_a_manifest_and_a_reason(tmp_path, tiny_tokenizer
     manifest = read_manifest(tmp_path / "tokens/curated/web")
     assert report.documents == 0 and manifest.stats.documents == 0 and manifest.stats.tokens == 0
     assert report.empty_reason == "the input artifact has no document files" and manifest.extra["files"] == 0
+    assert manifest.extra["empty_reason"] == report.empty_reason  # the reason travels with the artifact
     everything_dropped = write_jsonl(tmp_path / "d2/curated/web/part.jsonl", [{"text": ""}, {"other": 1}])
     [report] = _run(everything_dropped.parent, tmp_path / "t2", tiny_tokenizer_dir, tasks=1, workers=1)
     extra = json.loads((tmp_path / "t2/curated/web/manifest.json").read_text())["extra"]
     assert report.empty_reason.startswith("every row was dropped (2 rows") and sum(extra["dropped"].values()) == 2
+    assert extra["empty_reason"] == report.empty_reason

@@ -384,6 +384,7 @@ def _write_tokens_manifest(
             "files": report.files,
             "chat_rows": report.chat_rows,
             "dropped": dict(sorted(report.dropped.items())),
+            "empty_reason": report.empty_reason,
         },
     )
 
