@@ -4,6 +4,8 @@ cross-validation on the gold pages."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from resiliparse.parse.html import HTMLTree
@@ -12,11 +14,16 @@ from curation.logistic import fit_logistic
 from curation.main_text import extract_main_text
 from curation.web.block_classifier import (
     FEATURE_NAMES,
+    FURNITURE_WORDS,
+    L2_GRID,
     BlockModel,
+    _first_letter_alternation,
     block_features,
     block_labels,
+    choose_l2,
     extract_with_model,
     fold_of,
+    inner_fold_of,
     page_blocks,
     prepare_pages,
     shipped_model,
@@ -78,6 +85,54 @@ def test_block_labels_come_from_gold_snippets():
     assert by_text["History"] == -1  # no snippet says anything about it
 
 
+BIO = (
+    "<p>Anja Muster ist freie Autorin in Berlin und schreibt für verschiedene Magazine über Kultur, Reisen und "
+    "Technik. Folgen Sie ihr auf Twitter.</p>"
+)
+
+
+def test_place_and_furniture_word_features():
+    page = WIKI_PAGE.replace("<p>Share on Facebook</p>", BIO)
+    blocks = page_blocks(HTMLTree.parse(page))
+    features = block_features(blocks)
+    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    texts = [b.block.text for b in blocks]
+    bio = next(i for i, t in enumerate(texts) if t.startswith("Anja Muster"))
+    lead = next(i for i, t in enumerate(texts) if t.startswith("Leipzig is"))
+    assert features[bio, column["furniture_words"]] >= 3  # autorin, schreibt für, folgen sie, twitter (capped at 3)
+    assert features[lead, column["furniture_words"]] == 0
+    assert features[bio, column["second_person_rate"]] > 0  # "Folgen Sie ihr" (ihr* counts, coarse on purpose)
+    assert features[lead, column["second_person_rate"]] == 0
+    # the bio comes after all of the text the rules kept before it
+    assert features[bio, column["rule_chars_after"]] == pytest.approx(0.0, abs=1e-9)
+    assert features[lead, column["rule_chars_before"]] < features[bio, column["rule_chars_before"]]
+
+
+def test_first_letter_alternation_matches_the_flat_list():
+    grouped = re.compile(rf"\b(?:{_first_letter_alternation(FURNITURE_WORDS)})")
+    flat = re.compile(rf"\b(?:{'|'.join(FURNITURE_WORDS)})")
+    for text in (
+        "jetzt abonnieren und newsletter lesen",
+        "the author writes for us",
+        "keine treffer hier",
+        BIO.lower(),
+    ):
+        assert len(grouped.findall(text)) == len(flat.findall(text))
+
+
+def test_penalty_is_chosen_inside_the_training_pages():
+    golds = [
+        GoldPage(f"https://example.org/{i}", WIKI_PAGE, ("first documented in 1015",), ("Share on Facebook",))
+        for i in range(8)
+    ]
+    assert {inner_fold_of(g) for g in golds} == {0, 1}
+    prepared = prepare_pages(golds)
+    assert choose_l2(prepared) in L2_GRID
+    model = train_block_model(prepared)
+    assert model.l2 in L2_GRID
+    assert BlockModel.from_json(model.to_json()).l2 == model.l2
+
+
 def test_fit_logistic_reaches_the_penalised_optimum():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3))
@@ -108,7 +163,7 @@ def test_shipped_model_matches_the_features_and_refuses_a_stale_one():
 
 @pytest.mark.realdata
 def test_two_fold_cross_validation_on_gold_pages(shared_data):
-    """Measured by benchmarks/bench_extract.py (learned, 2-fold CV): found 0.938, leaked 0.088; floors ~0.02 off."""
+    """Measured by benchmarks/bench_extract.py (learned, 2-fold CV): found 0.941, leaked 0.076; floors ~0.015 off."""
     pages = load_gold_pages(shared_data / GOLD_SET)
     prepared = prepare_pages(pages)
     results = []
@@ -120,5 +175,5 @@ def test_two_fold_cross_validation_on_gold_pages(shared_data):
             )
     summed = total(results)
     assert summed.pages == 482
-    assert summed.found >= 0.92, summed.found
-    assert summed.kept <= 0.11, summed.kept
+    assert summed.found >= 0.925, summed.found
+    assert summed.kept <= 0.09, summed.kept
