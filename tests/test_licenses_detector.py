@@ -12,6 +12,8 @@ from curation.licenses.detector import (
     DetectorSettings,
     LicenseDetector,
     ScanResult,
+    _cut_short,
+    leftover_license_text,
     load_index,
     metadata_detection,
     to_spdx,
@@ -84,7 +86,58 @@ def test_fast_path_escalates_headers_scancode_flags_as_imperfect(detector):
     exact_only = LicenseDetector(DetectorSettings(escalate_imperfect_headers=False)).detect_header(damaged)
     escalated = detector.detect_header(damaged)
     assert exact_only.expression != "mit"  # a fragment rule, not MIT
-    assert escalated.expression == "mit" and escalated.matcher == "full-head"
+    assert escalated.expression == "mit" and escalated.matcher == "full-file"  # a short file: read whole
+
+
+def test_a_license_name_is_cut_short_only_by_more_of_a_name():
+    """ScanCode's matched text runs on to the next token's start (`License (`, `MIT-LICENSE.`): not a longer name."""
+    assert _cut_short("CC-BY-", "# License: CC-BY-ND") and _cut_short("CC-BY", "# License: CC-BY-ND")
+    assert _cut_short("GPL", "licensed under GPLvX terms")
+    assert not _cut_short("Academic Free License (", 'This Academic Free License (the "License") applies')
+    assert not _cut_short('THE BEER-WARE LICENSE" (', '"THE BEER-WARE LICENSE" (Revision 42):')
+    assert not _cut_short("MIT-LICENSE.", "https://raw.github.com/a/b/master/MIT-LICENSE.txt")
+    assert not _cut_short("www.apache.org/licenses/LICENSE-2.0](", "[www.apache.org/licenses/LICENSE-2.0](http://x)")
+    assert not _cut_short("This program is based on zlib-", " * This program is based on zlib-1.1.3, so all")
+
+
+def test_leftover_license_language_is_license_language_not_prose_or_code():
+    def language(text: str) -> bool:
+        return leftover_license_text(text, frozenset())
+
+    assert not language("\tpublic DomainList(ArrayList<String> domains) {")
+    assert not language("access to the file system may be prohibited in some environments.")
+    assert not language("whatever you wish with your proprietary log4j extensions.")
+    assert not language(" * the current implementation doesn't check for every disallowed")
+    assert language("Sublicensing and/or selling copies\nof the Software is prohibited.")
+    assert language("// Proprietary and confidential.")
+    assert language("Use of this code is prohibited without a paid subscription.")
+    assert language("2013-11-12 : Igor Pavlov : Public domain */")
+    assert language("# Copying and distribution of this file, with or without modification,")
+    assert language("Permission to use, copy, modify and distribute this software for any purpose")
+
+
+def test_a_license_text_longer_than_the_head_is_matched_whole(detector):
+    """The full matcher reads a short file whole: a license text cut by the 60-line head is still that license."""
+    from licensedcode.cache import get_licenses_db
+
+    text = get_licenses_db()["apache-2.0"].text
+    assert text.count("\n") > 100
+    detection = detector.detect_header(text)
+    assert detection.expression == "apache-2.0", detection
+
+
+def test_exact_fragments_of_a_notice_the_full_matcher_reads_perfectly_are_that_notice(detector):
+    """A dual-license notice: the exact matcher finds its GPL fragment, the full matcher the whole `OR`."""
+    notice = (
+        "/*\n * Copyright (c) 2010 Someone\n *\n"
+        " * This program is free software; you can redistribute it and/or modify\n"
+        " * it under the terms of the GNU General Public License version 2 as\n"
+        " * published by the Free Software Foundation.\n *\n"
+        " * Alternatively, this software may be distributed under the terms of BSD\n"
+        " * license.\n */\n"
+    )
+    detection = detector.detect_header(notice + "int x;\n")
+    assert detection.expression is not None and " OR " in detection.expression, detection
 
 
 def test_full_matcher_on_a_license_text(detector):

@@ -162,17 +162,47 @@ NAME_NEAR_LICENSE = re.compile(
 )
 # License language outside what the fast path matched: sends the text to the full matcher.
 LEFTOVER_LICENSE_TEXT = re.compile(
-    r"licen[cs]ed under|under the terms|terms and conditions|permission is hereby|public domain|"
+    r"licen[cs]ed under|under the terms|terms and conditions|permission is hereby|\bpublic[ -]domain\b|"
     r"redistributions? (?:and use|of source|in binary|in any form)|redistribute (?:it|and|this)|"
-    r"(?:use|redistribution) (?:or \w+ )?of this (?:code|software)|disallowed|prohibited|must be accompanied|"
+    r"(?:use|redistribution) (?:or \w+ )?of this (?:code|software)|must be accompanied|"
+    r"permission to (?:use|copy|modify|distribute|redistribute|reproduce)\b|"
+    r"(?:copying|distribution)(?: and distribution)?,? (?:and use )?of this (?:file|software|code|program)|"
+    r"\b(?:is|are) permitted (?:provided|in any medium)|\bused, copied\b|"
     r"under (?:these|its|this license'?s?) terms|\byou may (?:not )?(?:modify|copy|distribute|use)\b|"
     r"(?:released|distributed|available|provided) under|creative commons|"
     r"be used (?:only )?for (?:good|non-?commercial|commercial|academic|research|military)|"
-    r"copyleft|proprietary|confidential|\bwithout (?:the )?(?:express )?(?:written )?permission|"
+    r"copyleft|\bwithout (?:the )?(?:express )?(?:written )?permission|"
+    r"(?:proprietary|confidential),? (?:and|&) (?:proprietary|confidential)|"
     r"may not (?:be )?(?:use|cop|modif|distribut)|(?:this|the) (?:software|file|code|program) is (?:free|licen)|"
     rf"\b{_LICENSE_NAMES}\b[^\n]{{0,30}}licen[cs]e|licen[cs]e[^\n]{{0,20}}\b{_LICENSE_NAMES}\b",
     re.IGNORECASE,
 )
+# Words of restrictive terms ("... is prohibited", "proprietary and confidential") that ordinary prose and code
+# also use ("may be prohibited in some environments", "a proprietary extension"): license language only with
+# words of rights or of what a license governs on the same line or the line before.
+RESTRICTIVE_WORDS = re.compile(r"\b(?:disallowed|prohibited|proprietary|confidential)\b", re.IGNORECASE)
+RIGHTS_CONTEXT = re.compile(
+    r"licen[cs]|copyright|rights?\b|permi(?:t|ssion)|\b(?:re)?distribut|reproduc|disclos|\bcop(?:y|ie[sd]|ying)\b|"
+    r"\b(?:use|usage|used|using)\b|\bsell|\bsale|sublicens|modif|property|owned|trade secret|agreement|"
+    r"\bterms\b|commercial|unauthori[sz]ed|written consent|strictly",
+    re.IGNORECASE,
+)
+
+
+def _license_language(line: str, previous: str) -> bool:
+    """Is there license language on `line` (`previous` is the line before it, for restrictive words)?"""
+    if LEFTOVER_LICENSE_TEXT.search(line):
+        return True
+    return RESTRICTIVE_WORDS.search(line) is not None and (
+        RIGHTS_CONTEXT.search(RESTRICTIVE_WORDS.sub(" ", line)) is not None
+        or RIGHTS_CONTEXT.search(previous) is not None
+    )
+
+
+def _license_language_lines(text: str) -> set[int]:
+    """1-based numbers of the lines of `text` with license language."""
+    lines = text.split("\n")
+    return {n for n, line in enumerate(lines, 1) if _license_language(line, lines[n - 2] if n > 1 else "")}
 
 
 def license_markers_after_head(text: str, max_lines: int) -> bool:
@@ -239,13 +269,15 @@ class DetectorSettings:
     unknown_licenses: bool = True
     max_license_text_chars: int = 300_000
     check_leftover: bool = True
+    full_text_chars: int = 32_000  # the fast path's full matcher reads a file up to this long whole
 
     def fingerprint(self, kind: str) -> str:
         """What a cached detection of this `kind` depends on."""
         if kind == "header":
             return (
-                f"scancode={scancode_version()};header2;lines={self.header_lines};chars={self.header_chars};"
-                f"escalate={self.escalate_imperfect_headers};tail={self.check_tail};leftover={self.check_leftover}"
+                f"scancode={scancode_version()};header3;lines={self.header_lines};chars={self.header_chars};"
+                f"escalate={self.escalate_imperfect_headers};tail={self.check_tail};leftover={self.check_leftover};"
+                f"whole={self.full_text_chars}"
             )
         return f"scancode={scancode_version()};full;unknown={self.unknown_licenses};max={self.max_license_text_chars}"
 
@@ -260,6 +292,8 @@ class ScanResult:
     grant: GrantKind = "notice"
     truncated_names: bool = False  # a matched name that is the prefix of a longer one: `CC-BY` in `CC-BY-ND`
     notice_key: str = ""  # the normalised text of the matched lines, for the notice cache
+    # each detection with an expression: (expression, the lines its matches cover, no imperfection flag)
+    parts: tuple[tuple[str, frozenset[int], bool], ...] = ()
 
 
 _NORMALISE = re.compile(r"[^a-z0-9]+")
@@ -271,11 +305,7 @@ def _normalised(text: str) -> str:
 
 def leftover_license_text(text: str, covered_lines: frozenset[int]) -> bool:
     """License language on lines no match covers (unknown terms beside a permissive match)."""
-    return any(
-        LEFTOVER_LICENSE_TEXT.search(line)
-        for number, line in enumerate(text.split("\n"), 1)
-        if number not in covered_lines
-    )
+    return bool(_license_language_lines(text) - covered_lines)
 
 
 WINDOW_LINES = 12
@@ -286,7 +316,7 @@ def license_windows(text: str, covered_lines: frozenset[int], context: int = WIN
     what the full matcher needs of a long file, at a fraction of the cost."""
     lines = text.split("\n")
     wanted = set()
-    hits = {n for n, line in enumerate(lines, 1) if LEFTOVER_LICENSE_TEXT.search(line)} | set(covered_lines)
+    hits = _license_language_lines(text) | set(covered_lines)
     for n in hits:
         wanted.update(range(max(1, n - context), min(len(lines), n + context) + 1))
     return "\n".join(lines[n - 1] for n in sorted(wanted))
@@ -341,18 +371,27 @@ class LicenseDetector:
                 self._notice_cache.move_to_end(cache_key)
                 self.notice_cache_hits += 1
                 return cached
-        if where == "file":  # the full matcher reads the license-bearing parts of a long file, not all of it
-            target = license_windows(target, result.covered_lines)
+        # The full matcher reads a short file whole (a license text cut by the head, or cut into pieces by
+        # windows, is not matched as that license), and the license-bearing parts of a long one, not all of it.
+        aligned = True  # do the line numbers of both answers agree (the head and the file start where it does)?
+        if len(text) <= s.full_text_chars:
+            target, where = text, "file"
+        elif where == "file":
+            target, aligned = license_windows(target, result.covered_lines), False
         full, full_result = self._detect(
             target, approximate=True, unknown=False, deadline_s=s.header_deadline_s, matcher=f"full-{where}"
         )
         if full.failed or full_result is None:
             return full
         # both answers count (AND only narrows), and license language even the full matcher leaves unmatched
-        # is an unknown license
+        # is an unknown license (exact fragments such as a bare "public domain" do not count as identifying it)
         still_unmatched = s.check_leftover and leftover_license_text(target, full_result.covered_lines)
         if leftover or still_unmatched:
-            expression = combine_and([fast.expression, full.expression, UNKNOWN_KEY if still_unmatched else None])
+            fast_expression = fast.expression
+            if aligned:  # exact fragments of a notice the full matcher matched perfectly are read as that notice
+                perfect_lines = frozenset().union(*(lines for _, lines, perfect in full_result.parts if perfect))
+                fast_expression = combine_and(e for e, lines, _ in result.parts if not lines <= perfect_lines)
+            expression = combine_and([fast_expression, full.expression, UNKNOWN_KEY if still_unmatched else None])
             kinds = {fast.grant, full.grant} if full.expression else {fast.grant}
             grant: GrantKind = "notice" if "notice" in kinds or still_unmatched or len(kinds) > 1 else kinds.pop()
             detail = "unidentified license text" if still_unmatched else None
@@ -447,7 +486,12 @@ class LicenseDetector:
         covered: set[int] = set()
         kinds: set[str] = set()
         truncated = False
+        parts = []
         for detection in detections:
+            if detection.license_expression:
+                perfect = not any(flag in IMPERFECT_FLAGS for flag in detection.detection_log)
+                spans = (range(m.start_line, m.end_line + 1) for m in detection.matches)
+                parts.append((detection.license_expression, frozenset(n for span in spans for n in span), perfect))
             for match in detection.matches:
                 if not detection.license_expression:
                     continue  # a clue: its lines stay unmatched license text
@@ -468,7 +512,7 @@ class LicenseDetector:
             "declaration" if kinds == {"declaration"} else "notice")  # fmt: skip
         notice_key = _normalised("\n".join(lines[n - 1] for n in sorted(covered) if n <= len(lines)))
         return ScanResult([d.license_expression for d in detections if d.license_expression], imperfect,
-                          frozenset(covered), grant, truncated, notice_key)  # fmt: skip
+                          frozenset(covered), grant, truncated, notice_key, tuple(parts))  # fmt: skip
 
 
 def _cut_by_the_head(text: str, head: str, covered_lines: frozenset[int]) -> bool:
@@ -483,8 +527,13 @@ _NAME_CONTINUATIONS = frozenset({"license", "licensed", "licence", "licenced", "
 
 
 def _cut_short(matched: str, line: str) -> bool:
-    """Is the matched name followed, in the same word, by more of a name (`CC-BY-` + `ND`, `GPL` + `v3x`)?"""
+    """Is the matched name followed, in the same word, by more of a name (`CC-BY-` + `ND`, `GPL` + `v3x`)?
+
+    ScanCode's matched text runs on to the start of the next token (`Academic Free License (`, `MIT-LICENSE.`):
+    that punctuation is not part of the name. A version number after the name (`zlib-1.1.3`) is no other name.
+    """
     matched = matched.strip()
+    matched = re.sub(r"[^A-Za-z0-9\-]+$", "", matched)
     if not matched:
         return False
     position = line.lower().find(matched.lower())
@@ -495,7 +544,9 @@ def _cut_short(matched: str, line: str) -> bool:
         following = re.match(r"([A-Za-z0-9]+)", after)
     else:
         following = re.match(r"-?([A-Za-z0-9]+)", after) if after[:1] == "-" or after[:1].isalnum() else None
-    return bool(following) and following.group(1).lower() not in _NAME_CONTINUATIONS
+    if not following or following.group(1).isdigit():
+        return False  # nothing follows, or a version number: `zlib-1.1.3`, `Apache-2`
+    return following.group(1).lower() not in _NAME_CONTINUATIONS
 
 
 @functools.lru_cache(maxsize=8)
