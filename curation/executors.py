@@ -8,7 +8,9 @@ Slurm needs `sbatch` on the machine.
 
 from __future__ import annotations
 
+import functools
 import json
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +48,37 @@ class ExecutorConfig(BaseModel):
     workers: int = Field(default=1, description="tasks run at once (-1 = all)")
     slurm: SlurmOptions | None = None
     ray: RayOptions | None = None
+
+
+def _fast_distribution_check() -> None:
+    """Make datatrove's dependency check of every step cheap, with the same answers.
+
+    Each `PipelineStep` checks its `_requires_dependencies` when it is built (and when it is unpickled or copied),
+    and datatrove answers "is distribution X installed" by parsing the metadata of every installed distribution,
+    once per name: 0.3-0.6 s of CPU in every pipeline. Here a name is first looked up directly (one metadata
+    file); only when that lookup does not confirm it does datatrove's full scan decide, so the answer is always
+    the scan's."""
+    from datatrove.utils import _import_utils
+
+    scan = _import_utils._is_distribution_available
+    if getattr(scan, "nano2_fast", False):
+        return
+
+    @functools.lru_cache
+    def is_distribution_available(distribution_name: str):
+        try:
+            name = metadata.distribution(distribution_name).metadata.get("Name")
+        except (metadata.PackageNotFoundError, ValueError):
+            name = None
+        if name and name.lower() == distribution_name:
+            return True
+        return scan(distribution_name)
+
+    is_distribution_available.nano2_fast = True
+    _import_utils._is_distribution_available = is_distribution_available
+
+
+_fast_distribution_check()
 
 
 def make_executor(pipeline: list, cfg: ExecutorConfig, logging_dir: str | Path, depends=None):

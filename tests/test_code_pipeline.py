@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -190,3 +191,41 @@ def test_stage_runner_runs_stages_in_order_with_their_task_counts(tmp_path):
         "gather-0-of-1", "wide-0-of-3", "wide-1-of-3", "wide-2-of-3",
     ]  # fmt: skip
     assert all((tmp_path / "logs" / s.name / "completions").is_dir() for s in stages)
+
+
+def test_small_local_stages_run_in_the_driver_after_their_steps_warm(tmp_path):
+    """A local stage that reads little runs its tasks in the driver (same task count, so the same shards); every
+    step's `warm()` runs in the driver first."""
+    from datatrove.pipeline.base import PipelineStep
+
+    from curation.executors import ExecutorConfig
+    from curation.stages import SERIAL_BELOW_BYTES, Stage, run_stages, serial_locally, stage_executor_config
+
+    class Where(PipelineStep):
+        def __init__(self, folder):
+            super().__init__()
+            self.folder, self.warmed = folder, False
+
+        def warm(self):
+            self.warmed = True
+
+        def run(self, data=None, rank: int = 0, world_size: int = 1):
+            (self.folder / f"{rank}-{os.getpid()}-{self.warmed}").touch()
+            yield from data or []
+
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.mkdir(), big.mkdir()
+    (small / "part").write_bytes(b"x" * 100)
+    (big / "part").write_bytes(b"x" * SERIAL_BELOW_BYTES)
+    logs = tmp_path / "logs"
+    assert serial_locally(Stage("s", [], logs, reads=(small,)))
+    assert not serial_locally(Stage("s", [], logs, reads=(big,)))
+    assert not serial_locally(Stage("s", [], logs))  # reads nothing it names: the configured workers
+    config = ExecutorConfig(kind="local", tasks=3, workers=2)
+    assert stage_executor_config(config, None, serial=True).model_dump() == {**config.model_dump(), "workers": 1}
+    slurm = ExecutorConfig(kind="slurm", tasks=3, workers=2)
+    assert stage_executor_config(slurm, None, serial=True) == slurm
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run_stages([Stage("small", [Where(out)], logs / "small", reads=(small,))], config)
+    assert sorted(p.name for p in out.iterdir()) == [f"{rank}-{os.getpid()}-True" for rank in range(3)]

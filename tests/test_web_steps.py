@@ -279,3 +279,92 @@ def test_fast_gopher_repetition_matches_datatrove(shared_data):
     decisions = [(ours.filter(d), theirs.filter(d)) for d in docs]
     assert all(a == b for a, b in decisions)
     assert sum(a is not True for a, _ in decisions) >= 20  # the comparison covered many drops, not only keeps
+
+
+def _real_pages(shared_data) -> list[Document]:
+    """Real page texts with repetitive and list-like variants, for the equivalence tests of the fast steps."""
+    docs = []
+    for name in ("ccnet_cc_en_head_0091.jsonl", "ccnet_cc_en_head_0174.jsonl"):
+        for i, line in enumerate((shared_data / "web" / name).read_text().splitlines()):
+            docs.append(Document(json.loads(line)["text"], f"{name}{i}"))
+    for doc in list(docs):
+        docs.append(Document(doc.text[:2000] * 3, doc.id + "x3"))
+        docs.append(Document("\n".join(doc.text.splitlines()[:5] * 4), doc.id + "lines"))
+        docs.append(Document("\n".join(f"- {line[:40]}..." for line in doc.text.splitlines()[:30]), doc.id + "list"))
+    docs += [
+        Document("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n" * 6, "lorem"),
+        Document("We use cookies. See our privacy policy.\nfunction f() { return 1; } is code here.\n" * 4, "curly"),
+        Document("# # # ### tags tags\n" * 20 + "Some words [1] with a citation [edit] here.\n" * 5, "hashes"),
+        Document("Ünïcödé wörds, «quotes» and — dashes… ok?\n\n\n" * 10, "unicode"),
+    ]
+    return docs
+
+
+@pytest.mark.realdata
+def test_fast_heuristic_filters_match_datatrove(shared_data):
+    """Gopher quality, C4 and FineWeb: the fast versions give datatrove's decision and (C4) rewritten text."""
+    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
+
+    from curation.web.fast_filters import FastC4QualityFilter, FastFineWebQualityFilter, FastGopherQualityFilter
+    from curation.web.words import MemoWordTokenizer
+
+    tok = MemoWordTokenizer()
+    pairs = [
+        (FastGopherQualityFilter(language=tok), GopherQualityFilter(language=tok)),
+        (FastGopherQualityFilter(min_stop_words=None, language=tok),
+         GopherQualityFilter(min_stop_words=None, language=tok)),
+        (FastC4QualityFilter(filter_no_terminal_punct=False, language=tok),
+         C4QualityFilter(filter_no_terminal_punct=False, language=tok)),
+        (FastC4QualityFilter(language=tok), C4QualityFilter(language=tok)),
+        (FastFineWebQualityFilter(language=tok), FineWebQualityFilter(language=tok)),
+    ]  # fmt: skip
+    drops = 0
+    for ours, theirs in pairs:
+        for doc in _real_pages(shared_data):
+            a, b = Document(doc.text, doc.id), Document(doc.text, doc.id)
+            assert ours.filter(a) == theirs.filter(b), (type(ours).__name__, doc.id)
+            assert a.text == b.text
+            drops += ours.filter(Document(doc.text, doc.id)) is not True
+    assert drops >= 30  # the comparison covered drops of several kinds, not only keeps
+
+
+@pytest.mark.realdata
+def test_fast_minhash_signature_matches_datatrove(shared_data, tmp_path):
+    """Same simplified text, same shingles, same signatures as datatrove's MinHash stage 1."""
+    from datatrove.pipeline.dedup import MinhashConfig, MinhashDedupSignature
+    from datatrove.utils.text import TextNormConfig
+    from datatrove.utils.text import simplify_text as datatrove_simplify
+
+    from curation.web.steps import FastMinhashSignature, simplify_text
+
+    texts = [d.text for d in _real_pages(shared_data)]
+    texts.append("".join(chr(c) for c in range(0x20, 0x3000) if not 0xD800 <= c < 0xE000))  # marks, spaces, digits
+    for config in (TextNormConfig(), TextNormConfig(lowercase=False, norm_weekdays=True, norm_monthnames=True)):
+        assert all(simplify_text(t, config) == datatrove_simplify(t, config) for t in texts)
+    config = MinhashConfig(n_grams=5, num_buckets=4, hashes_per_bucket=8)
+    ours = FastMinhashSignature(str(tmp_path / "a"), config=config, language=RegexWordTokenizer())
+    theirs = MinhashDedupSignature(str(tmp_path / "b"), config=config, language=RegexWordTokenizer())
+    for text in texts:
+        shingles = ours.get_shingles(text)
+        assert shingles.shape == theirs.get_shingles(text).shape
+        assert (shingles == theirs.get_shingles(text)).all()
+        if shingles.size:
+            assert ours.get_signature(shingles) == theirs.get_signature(shingles)
+
+
+def test_shared_tokens_counter_counts_as_datatrove(tmp_path):
+    """The same token counts and stats as datatrove's TokensCounter, with one tokenizer per process."""
+    from datatrove.pipeline.tokens import TokensCounter
+
+    from curation.tokens import resolve_tokenizer
+    from curation.web.steps import SharedTokensCounter
+
+    texts = ["The committee will publish its report.", "", "Ünïcödé and emoji 🙂 " * 50, "x" * 3000]
+    path = resolve_tokenizer("default")
+    ours, theirs = SharedTokensCounter(path, batch_size=2), TokensCounter(path, batch_size=2)
+    a = [d.metadata["token_count"] for d in ours.run(iter(Document(t, str(i)) for i, t in enumerate(texts)))]
+    b = [d.metadata["token_count"] for d in theirs.run(iter(Document(t, str(i)) for i, t in enumerate(texts)))]
+    assert a == b and a[0] > 0
+    assert ours.stats.stats["tokens"].total == theirs.stats.stats["tokens"].total
+    ours.warm()
+    assert ours.tokenizer is SharedTokensCounter(path).tokenizer  # loaded once, shared by every task

@@ -32,7 +32,14 @@ from curation.web.config import InputSpec, WebConfig
 from curation.web.dedup import AssignKeys, ExactDedupFilter, ExactFindDuplicates, ExactHashSignature
 from curation.web.readers import JsonlDocuments, WarcDocuments
 from curation.web.routing import MATH, MULTILINGUAL, WEB, RouteWriter
-from curation.web.steps import FastExtractor, HeuristicFilters, LanguageID, OfflineURLFilter
+from curation.web.steps import (
+    FastExtractor,
+    FastMinhashSignature,
+    HeuristicFilters,
+    LanguageID,
+    OfflineURLFilter,
+    SharedTokensCounter,
+)
 from curation.web.words import RegexWordTokenizer
 from nano2.contracts.documents import SUBSET_KEY, Meta
 from nano2.contracts.shards import SHARD_SUFFIX, decisions_dir
@@ -99,10 +106,8 @@ def build_stages(cfg: WebConfig, thresholds_file: Path, saved_thresholds: Path |
         MinhashDedupBuckets,
         MinhashDedupCluster,
         MinhashDedupFilter,
-        MinhashDedupSignature,
     )
     from datatrove.pipeline.readers import JsonlReader
-    from datatrove.pipeline.tokens import TokensCounter
 
     from curation.web.quality_stage import quality_bucket_step, quality_score_steps, thresholds_step
 
@@ -130,7 +135,7 @@ def build_stages(cfg: WebConfig, thresholds_file: Path, saved_thresholds: Path |
         HeuristicFilters(decisions=_decisions(cfg, "heuristics")),
         # datatrove's default batch (10,000 documents, texts and encodings held at once) is most files: memory then
         # grows with the file; a small batch keeps it flat (benchmarks/bench_extract_memory.py)
-        TokensCounter(resolve_tokenizer(cfg.tokenizer), batch_size=TOKEN_BATCH_DOCS),
+        SharedTokensCounter(resolve_tokenizer(cfg.tokenizer), batch_size=TOKEN_BATCH_DOCS),
     ]
     if cfg.dedup.exact:
         extract_steps.append(ExactHashSignature(str(work / "exact" / "signatures")))
@@ -139,22 +144,22 @@ def build_stages(cfg: WebConfig, thresholds_file: Path, saved_thresholds: Path |
 
     if cfg.dedup.exact:
         find = ExactFindDuplicates(str(work / "exact" / "signatures"), str(work / "exact"))
-        stages.append(Stage("exact-find", [find], logs / "exact-find", tasks=1))
+        stages.append(Stage("exact-find", [find], logs / "exact-find", tasks=1, reads=(work / "exact" / "signatures",)))
     mh = cfg.dedup.minhash
     mh_config = MinhashConfig(n_grams=mh.n_grams, num_buckets=mh.num_buckets, hashes_per_bucket=mh.hashes_per_bucket)
     mh_config.seed = mh.seed
     mh_dir = work / "minhash"
     if mh.enabled:
-        signatures = MinhashDedupSignature(str(mh_dir / "signatures"), config=mh_config, language=RegexWordTokenizer())
+        signatures = FastMinhashSignature(str(mh_dir / "signatures"), config=mh_config, language=RegexWordTokenizer())
         stages += [
             Stage("minhash-signatures", [JsonlReader(str(work / "extracted")), signatures],
-                  logs / "minhash-signatures"),
+                  logs / "minhash-signatures", reads=(work / "extracted",)),
             Stage("minhash-buckets",
                   [MinhashDedupBuckets(str(mh_dir / "signatures"), str(mh_dir / "buckets"), config=mh_config)],
-                  logs / "minhash-buckets", tasks=mh.num_buckets),
+                  logs / "minhash-buckets", tasks=mh.num_buckets, reads=(mh_dir / "signatures",)),
             Stage("minhash-cluster",
                   [MinhashDedupCluster(str(mh_dir / "buckets"), str(mh_dir / "remove"), config=mh_config)],
-                  logs / "minhash-cluster", tasks=1),
+                  logs / "minhash-cluster", tasks=1, reads=(mh_dir / "buckets",)),
         ]  # fmt: skip
     score_steps: list = [JsonlReader(str(work / "extracted"))]
     if mh.enabled:
@@ -169,9 +174,9 @@ def build_stages(cfg: WebConfig, thresholds_file: Path, saved_thresholds: Path |
     fit = thresholds_step(cfg, work / "scores", thresholds_file, saved_thresholds)
     write = [JsonlReader(str(work / "scored")), quality_bucket_step(cfg, thresholds_file), RouteWriter(cfg.output)]
     stages += [
-        Stage("dedup-score", score_steps, logs / "dedup-score"),
-        Stage("thresholds", [fit], logs / "thresholds", tasks=1),
-        Stage("bucket-write", write, logs / "bucket-write"),
+        Stage("dedup-score", score_steps, logs / "dedup-score", reads=(work / "extracted",)),
+        Stage("thresholds", [fit], logs / "thresholds", tasks=1, reads=(work / "scores",)),
+        Stage("bucket-write", write, logs / "bucket-write", reads=(work / "scored",)),
     ]
     return stages
 

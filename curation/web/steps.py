@@ -9,16 +9,20 @@ given, written to the decisions table.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import itertools
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup import MinhashDedupSignature
 from datatrove.pipeline.extractors.base import ExtractorSandbox
 from datatrove.pipeline.filters import (
     C4QualityFilter,
@@ -28,11 +32,17 @@ from datatrove.pipeline.filters import (
 )
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.filters.url_filter import URLFilter
+from datatrove.pipeline.tokens import TokensCounter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from curation.decisions import mark_drop
 from curation.main_text import settings_for
-from curation.web.fast_filters import FastGopherRepetitionFilter
+from curation.web.fast_filters import (
+    FastC4QualityFilter,
+    FastFineWebQualityFilter,
+    FastGopherQualityFilter,
+    FastGopherRepetitionFilter,
+)
 from curation.web.math_extract import extract_page, has_tex_text
 from curation.web.readers import IS_HTML_KEY, decode_html
 from curation.web.words import UNSPACED_LANGUAGES, MemoWordTokenizer, RegexWordTokenizer
@@ -41,6 +51,43 @@ from nano2.errors import Nano2Error
 
 # Nano 2's multilingual crawl (paper-facts §4): heuristic filtering only, written per language.
 MULTILINGUAL_LANGUAGES = ("ar", "zh", "da", "nl", "fr", "de", "it", "ja", "ko", "pl", "pt", "ru", "es", "sv", "th")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what tasks share: loaded once per process (`warm()` loads it in the driver before a local stage forks its
+# workers, so they inherit it), never pickled with a step (datatrove ships every step to every task)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def shared_fasttext_model(path: str):
+    """A fastText model, loaded once per process."""
+    import fasttext
+
+    return fasttext.load_model(path)
+
+
+@functools.lru_cache(maxsize=4)
+def shared_tokenizer(name_or_path: str):
+    """A Hugging Face tokenizer (datatrove's `load_tokenizer`), loaded once per process."""
+    from datatrove.utils.tokenization import load_tokenizer
+
+    return load_tokenizer(name_or_path)
+
+
+@functools.lru_cache(maxsize=1)
+def offline_tld_extractor():
+    """tldextract with the bundled public-suffix snapshot only (no fetch of the live list), built once."""
+    from tldextract import TLDExtract
+
+    return TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def warm_decisions_writer() -> None:
+    """Import what writing a decisions (Parquet) row imports: pyarrow, and pandas through it (~0.3 s)."""
+    import pyarrow as pa
+
+    pa.RecordBatch.from_pylist([{"warm": 1}])
 
 
 def read_word_list(path: str | Path) -> list[str]:
@@ -87,8 +134,6 @@ class OfflineURLFilter(URLFilter):
         cache_dir: str | Path | None = None,
         subword_match: str = "token",
     ):
-        from tldextract import TLDExtract
-
         if subword_match not in SUBWORD_MATCHES:
             raise Nano2Error(f"subword_match: expected one of {', '.join(SUBWORD_MATCHES)}, got {subword_match!r}")
         self.subword_match = subword_match
@@ -101,10 +146,24 @@ class OfflineURLFilter(URLFilter):
             use_integrated_lists=use_integrated_lists,
             exclusion_writer=exclusion_writer,
         )
-        # the bundled public-suffix snapshot only: no fetch of the live list at run time
-        self.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "nano2" / "url_filter"
         self._domain_hashes = None
+
+    @property
+    def tldextractor(self):
+        """The bundled public-suffix snapshot only: no fetch of the live list at run time (`offline_tld_extractor`,
+        shared by every task of the process)."""
+        return offline_tld_extractor()
+
+    @tldextractor.setter
+    def tldextractor(self, value) -> None:
+        """datatrove's `__init__` sets an online extractor: ours is the offline one above."""
+
+    def warm(self) -> None:
+        """Build the suffix trie and the lists' cache in the driver (see `curation.stages`)."""
+        self.tldextractor("http://example.com")
+        if self.exclusion_writer is not None:
+            warm_decisions_writer()
 
     def download_data(self) -> None:
         """Load the integrated lists (domains as a memory-mapped hash array), then drop empty words: a list line
@@ -321,6 +380,10 @@ class FastExtractor(PipelineStep):
             return "extract_error"
         return result
 
+    def warm(self) -> None:
+        if self.decisions is not None:
+            warm_decisions_writer()
+
     @staticmethod
     def declared_plain_text(doc: Document) -> bool:
         """Documents a reader says are already text (`is_html: False`)."""
@@ -417,15 +480,16 @@ class LanguageID(PipelineStep):
         self.model_path = str(model_path) if model_path else None
         self.max_chars = max_chars
         self.decisions = decisions
-        self._model = None
 
     @property
     def model(self):
-        if self._model is None:
-            import fasttext
+        return shared_fasttext_model(self.model_path or str(lid_model_path()))
 
-            self._model = fasttext.load_model(self.model_path or str(lid_model_path()))
-        return self._model
+    def warm(self) -> None:
+        """Load the model in the driver (see `curation.stages`)."""
+        _ = self.model
+        if self.decisions is not None:
+            warm_decisions_writer()
 
     def predict(self, text: str) -> tuple[str, float]:
         labels, scores = self.model.predict(" ".join(text[: self.max_chars].split()), k=1)
@@ -455,13 +519,14 @@ class LanguageID(PipelineStep):
 
 
 def english_filters(tokenizer: RegexWordTokenizer | None = None) -> list[BaseFilter]:
-    """The FineWeb recipe's English stack: Gopher repetition (hashed, same decisions) and quality, C4, FineWeb."""
+    """The FineWeb recipe's English stack: Gopher repetition and quality, C4, FineWeb (datatrove's rules and
+    decisions, computed faster: `curation.web.fast_filters`)."""
     tok = tokenizer or RegexWordTokenizer("en")
     return [
         FastGopherRepetitionFilter(language=tok),
-        GopherQualityFilter(language=tok),
-        C4QualityFilter(filter_no_terminal_punct=False, language=tok),
-        FineWebQualityFilter(language=tok),
+        FastGopherQualityFilter(language=tok),
+        FastC4QualityFilter(filter_no_terminal_punct=False, language=tok),
+        FastFineWebQualityFilter(language=tok),
     ]
 
 
@@ -473,13 +538,13 @@ def multilingual_filters(language: str, tokenizer: RegexWordTokenizer | None = N
     is off (`stop_words=None`)."""
     tok = tokenizer or RegexWordTokenizer(language)
     if language in UNSPACED_LANGUAGES:
-        quality = GopherQualityFilter(
+        quality = FastGopherQualityFilter(
             min_doc_words=100, max_doc_words=300_000, min_avg_word_length=1, max_avg_word_length=4,
             min_stop_words=None, max_non_alpha_words_ratio=None, language=tok,
         )  # fmt: skip
     else:
-        quality = GopherQualityFilter(min_stop_words=None, language=tok)
-    return [FastGopherRepetitionFilter(language=tok), quality, FineWebQualityFilter(language=tok)]
+        quality = FastGopherQualityFilter(min_stop_words=None, language=tok)
+    return [FastGopherRepetitionFilter(language=tok), quality, FastFineWebQualityFilter(language=tok)]
 
 
 class HeuristicFilters(PipelineStep):
@@ -496,6 +561,10 @@ class HeuristicFilters(PipelineStep):
         super().__init__()
         self.decisions = decisions
         self._stacks: dict[str, list[BaseFilter]] = {}
+
+    def warm(self) -> None:
+        if self.decisions is not None:
+            warm_decisions_writer()
 
     def stack(self, language: str) -> list[BaseFilter]:
         if language not in self._stacks:
@@ -527,11 +596,112 @@ class HeuristicFilters(PipelineStep):
         self.stats.time_stats += seconds
 
 
+_SHORT_NAMES = {
+    GopherRepetitionFilter: "gopher_repetition",
+    GopherQualityFilter: "gopher_quality",
+    C4QualityFilter: "c4",
+    FineWebQualityFilter: "fineweb",
+}
+
+
 def _short_name(f: BaseFilter) -> str:
-    return {
-        GopherRepetitionFilter: "gopher_repetition",
-        FastGopherRepetitionFilter: "gopher_repetition",
-        GopherQualityFilter: "gopher_quality",
-        C4QualityFilter: "c4",
-        FineWebQualityFilter: "fineweb",
-    }.get(type(f), type(f).__name__)
+    """The filter's name in drop reasons; a faster subclass reads as the datatrove filter it reimplements."""
+    for cls in type(f).__mro__:
+        if cls in _SHORT_NAMES:
+            return _SHORT_NAMES[cls]
+    return type(f).__name__
+
+
+class SharedTokensCounter(TokensCounter):
+    """datatrove's TokensCounter (same counts, same stats), with the tokenizer loaded once per process instead of
+    once per task (`shared_tokenizer`, ~0.1 s each) and the batch encoded without character offsets
+    (`encode_batch_fast`: the same ids, ~20% less CPU)."""
+
+    @property
+    def tokenizer(self):
+        if self.eos_token or self.post_processor:  # a configured copy: not shared
+            return super().tokenizer
+        return shared_tokenizer(self.tokenizer_name_or_path)
+
+    def warm(self) -> None:
+        """Load the tokenizer in the driver (see `curation.stages`)."""
+        _ = self.tokenizer
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from datatrove.utils.batching import batched
+
+        tokenizer = self.tokenizer
+        encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+        for batch in batched(data, self.batch_size):
+            with self.track_time(unit="batch"):
+                encoded_batch = encode([document.text for document in batch])
+            for document, encoded in zip(batch, encoded_batch, strict=True):
+                count = len(encoded.ids) + (1 if self.count_eos_token else 0)
+                document.metadata["token_count"] = count
+                self.stat_update("tokens", value=count)
+                yield document
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MinHash signatures: datatrove's, byte for byte, with less work per document
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _punctuation_pattern() -> re.Pattern | None:
+    """A character class of datatrove's PUNCTUATION_TRANS keys, when the table maps every one to a space."""
+    from datatrove.utils.text import PUNCTUATION_TRANS
+
+    if any(v != ord(" ") for v in PUNCTUATION_TRANS.values()):
+        return None
+    return re.compile("[" + "".join(re.escape(chr(k)) for k in sorted(PUNCTUATION_TRANS)) + "]")
+
+
+_PUNCTUATION = _punctuation_pattern()
+
+
+def _drop_combining_marks(text: str) -> str:
+    """`"".join(c for c in text if unicodedata.category(c) != "Mn")`, looking up each distinct character once."""
+    if text.isascii():
+        return text
+    marks = [c for c in set(text) if unicodedata.category(c) == "Mn"]
+    return text.translate(dict.fromkeys(map(ord, marks))) if marks else text
+
+
+def simplify_text(text: str, config) -> str:
+    """datatrove's `simplify_text` (same output for every text, tested): punctuation replaced by one regex pass
+    instead of a per-character table lookup, whitespace collapsed by `str.split` (the same characters as `\\s`),
+    and combining marks dropped per distinct character instead of per character."""
+    from datatrove.utils.text import (
+        MONTHS_PATTERN,
+        NUMBERS_PATTERN,
+        PUNCTUATION_TRANS,
+        WEEKDAYS_PATTERN,
+    )
+
+    if config.lowercase:
+        text = text.lower()
+    if config.norm_numbers:
+        text = NUMBERS_PATTERN.sub("0", text)
+    if config.norm_weekdays:
+        text = WEEKDAYS_PATTERN.sub("WEEKDAY", text)
+    if config.norm_monthnames:
+        text = MONTHS_PATTERN.sub("MONTH", text)
+    if config.remove_punctuation:
+        text = _PUNCTUATION.sub(" ", text) if _PUNCTUATION is not None else text.translate(PUNCTUATION_TRANS)
+    if config.norm_whitespace:
+        text = " ".join(text.split())
+    if config.norm_unicode_diacritics:
+        text = _drop_combining_marks(unicodedata.normalize("NFD", text))
+    return text.strip()
+
+
+class FastMinhashSignature(MinhashDedupSignature):
+    """datatrove's MinHash stage 1 (the same signature files, byte for byte), cheaper per document: the text is
+    simplified as above and n-grams are joined from list slices (the signature itself is datatrove's)."""
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
+        n = self.config.n_grams
+        hash_func = self._hash_func
+        hashes = [hash_func(" ".join(words[i : i + n])) for i in range(len(words) - n + 1)]
+        return np.fromiter(hashes, dtype=np.uint64, count=len(hashes)).reshape((-1, 1))
