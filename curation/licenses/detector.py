@@ -322,6 +322,20 @@ def license_windows(text: str, covered_lines: frozenset[int], context: int = WIN
     return "\n".join(lines[n - 1] for n in sorted(wanted))
 
 
+def _mostly_license_text(text: str, covered_lines: frozenset[int]) -> bool:
+    """Are most lines of `text` within reach of license language or of a match (a license text, not code with a
+    header)? Such a text is matched whole: its head or its windows alone cut the license text into pieces."""
+    lines = text.count("\n") + 1
+    hits = _license_language_lines(text) | set(covered_lines)
+    reach = set()
+    for n in hits:
+        reach.update(range(max(1, n - WINDOW_LINES), min(lines, n + WINDOW_LINES) + 1))
+    return len(reach) >= MOSTLY_LICENSE_SHARE * lines
+
+
+MOSTLY_LICENSE_SHARE = 0.5
+
+
 class LicenseDetector:
     """ScanCode detection with a fast path and a full matcher; every call returns a Detection, never raises."""
 
@@ -374,7 +388,7 @@ class LicenseDetector:
         # The full matcher reads a short file whole (a license text cut by the head, or cut into pieces by
         # windows, is not matched as that license), and the license-bearing parts of a long one, not all of it.
         aligned = True  # do the line numbers of both answers agree (the head and the file start where it does)?
-        if len(text) <= s.full_text_chars:
+        if len(text) <= s.full_text_chars and _mostly_license_text(text, result.covered_lines):
             target, where = text, "file"
         elif where == "file":
             target, aligned = license_windows(target, result.covered_lines), False
