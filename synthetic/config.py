@@ -118,6 +118,9 @@ class RephraseConfig(_Strict):
     low_tasks: list[str] = Field(default_factory=lambda: list(LOW_TASKS))
     tasks: dict[str, GenerationSettings] = Field(default_factory=_rephrase_defaults)
     diverse_qa_max_pairs: int = Field(default=3, ge=1, description="pairs appended to the document at most")
+    max_segments: int | None = Field(
+        default=None, ge=1, description="segments of one document rephrased at most, per task (None: all)"
+    )
 
     @field_validator("high_tasks", "low_tasks")
     @classmethod

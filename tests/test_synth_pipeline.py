@@ -442,3 +442,19 @@ def test_a_document_listed_twice_is_asked_about_once(shared_data, tmp_path, gold
     second, _ = run(twice, ScriptedBackend(gold))
     assert second.requests.jobs == first.requests.jobs
     assert read_stage(twice, "rephrase") == read_stage(once, "rephrase")
+
+
+def test_max_segments_caps_the_requests_per_document_and_counts_the_rest(shared_data, tmp_path, gold):
+    def config(name: str, cap: int | None) -> SynthConfig:
+        cfg = make_config(shared_data, tmp_path / name, translate={"enabled": False}, reasoning={"enabled": False},
+                          truncate={"enabled": False}, long_context={"enabled": False})  # fmt: skip
+        tasks = {t: s.model_copy(update={"max_input_tokens": 64}) for t, s in cfg.rephrase.tasks.items()}
+        rephrase = cfg.rephrase.model_copy(update={"tasks": tasks, "max_segments": cap})
+        return cfg.model_copy(update={"rephrase": rephrase})
+
+    every, _ = run(config("every", None), ScriptedBackend(gold))
+    capped, _ = run(config("capped", 1), ScriptedBackend(gold))
+    over = sum(reasons.get("over_max_segments", 0) for reasons in capped.drops.values())
+    assert 0 < capped.requests.jobs < every.requests.jobs
+    assert over == every.requests.jobs - capped.requests.jobs  # every segment left out is a counted drop
+    assert not any("over_max_segments" in reasons for reasons in every.drops.values())

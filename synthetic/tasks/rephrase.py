@@ -174,7 +174,9 @@ def run_rephrase(ctx: StageContext) -> Manifest:
             for task in routed.value:
                 settings = cfg.tasks[task]
                 segments = split_by_lines(doc.text, settings.max_input_tokens, ctx.counter)
-                for si, segment in enumerate(segments):
+                for si in range(cfg.max_segments or len(segments), len(segments)):  # past the cap: counted drops
+                    out.drop(task, f"{doc.id}#s{si}", "over_max_segments", {"max_segments": cfg.max_segments}, url=url)
+                for si, segment in enumerate(segments[: cfg.max_segments]):
                     source_id = doc.id if len(segments) == 1 else f"{doc.id}#s{si}"
                     for sample in range(settings.samples):
                         yield Job(
