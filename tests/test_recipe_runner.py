@@ -132,15 +132,14 @@ def test_a_stage_alone_gets_every_core_and_stages_side_by_side_split_them(tmp_pa
         return {"name": name, "run": ["mix", "plan", str(spec_path), "-o", f"{{run_dir}}/{name}/plan.json", "--quiet"],
                 "after": after, "outputs": [f"{{run_dir}}/{name}"]}  # fmt: skip
 
-    stages = [plan("first", []), plan("left", ["first"]), plan("right", ["first"]), plan("last", ["left", "right"]),
-              {**plan("capped", ["last"]), "threads": 1}]  # fmt: skip
+    stages = [plan("first", []), plan("left", ["first"]), plan("right", ["first"]), plan("last", ["left", "right"])]
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({"name": "t", "run_dir": str(tmp_path / "run"), "stages": stages}))
     runner = Runner(load_recipe(path), path)
     runner.cores = 4
     assert {r.status for r in runner.run(jobs=2)} == {"ran"}
     threads = {s.name: runner.read_state(s)["threads"] for s in runner.recipe.stages}
-    assert threads == {"first": "4", "left": "2", "right": "2", "last": "4", "capped": "1"}
+    assert threads == {"first": "4", "left": "2", "right": "2", "last": "4"}
     log = runner.log_path(runner.recipe.stage("left")).read_text()
     assert "OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE" in log
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the caller's (or the recipe's env) setting wins

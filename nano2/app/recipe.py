@@ -93,12 +93,6 @@ class StageSpec(BaseModel):
     final: list[str] = Field(
         default_factory=list, description="paths it writes that are final artifacts of the run (audit lineage roots)"
     )
-    threads: int | None = Field(
-        None,
-        ge=1,
-        description="OpenMP/MKL threads at most (default: every core when it runs alone, else its share); token-by-"
-        "token generation of a tiny model is such small ops that waking threads costs more than they save",
-    )
 
     @field_validator("run")
     @classmethod
@@ -585,7 +579,6 @@ class Runner:
                     alone = not running and len(ready) == 1
                     for stage in ready[: max(0, jobs - len(running))]:
                         threads = self.cores if alone else max(1, self.cores // jobs)
-                        threads = min(threads, stage.threads or threads)
                         if on_event:
                             on_event("start", stage, None)
                         running[pool.submit(self.run_stage, stage, selected[stage.name], threads)] = stage
@@ -673,8 +666,7 @@ class Runner:
                     shutil.rmtree(path)
                 elif path.exists():
                     path.unlink()
-        threads = threads or min(max(1, self.cores // self.jobs), stage.threads or self.cores)
-        return self._execute(stage, fingerprint, note, threads)
+        return self._execute(stage, fingerprint, note, threads or max(1, self.cores // self.jobs))
 
     def _execute(self, stage: StageSpec, fingerprint: str, note: str, threads: int) -> StageResult:
         config = self.resolved_config(stage)
