@@ -122,28 +122,3 @@ def test_overrides_set_nested_keys_and_list_items():
     assert config["a"]["b"] == 1
     with pytest.raises(Nano2Error, match="not an index"):
         apply_overrides(config, {"phases.5.w": 1}, "here")
-
-
-def test_a_stage_alone_gets_every_core_and_stages_side_by_side_split_them(tmp_path, spec_path, monkeypatch):
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
-        monkeypatch.delenv(var, raising=False)
-
-    def plan(name: str, after: list[str]) -> dict:
-        return {"name": name, "run": ["mix", "plan", str(spec_path), "-o", f"{{run_dir}}/{name}/plan.json", "--quiet"],
-                "after": after, "outputs": [f"{{run_dir}}/{name}"]}  # fmt: skip
-
-    stages = [plan("first", []), plan("left", ["first"]), plan("right", ["first"]), plan("last", ["left", "right"])]
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "run_dir": str(tmp_path / "run"), "stages": stages}))
-    runner = Runner(load_recipe(path), path)
-    runner.cores = 4
-    assert {r.status for r in runner.run(jobs=2)} == {"ran"}
-    threads = {s.name: runner.read_state(s)["threads"] for s in runner.recipe.stages}
-    assert threads == {"first": "4", "left": "2", "right": "2", "last": "4"}
-    log = runner.log_path(runner.recipe.stage("left")).read_text()
-    assert "OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE" in log
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the caller's (or the recipe's env) setting wins
-    again = Runner(load_recipe(path), path)
-    again.cores = 4
-    again.run(only=["first"], jobs=2)
-    assert again.read_state(again.recipe.stage("first"))["threads"] == "1"

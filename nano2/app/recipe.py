@@ -417,7 +417,6 @@ class Runner:
         self.verify = verify
         self.fingerprints: dict[str, str] = {}
         self.jobs = 1
-        self.cores = os.cpu_count() or 1
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
@@ -562,7 +561,6 @@ class Runner:
             running: dict[Future, StageSpec] = {}
             try:
                 while len(results) < len(stages):
-                    ready = []
                     for stage in stages:
                         if stage.name in results or stage in running.values() or failed:
                             continue
@@ -573,15 +571,11 @@ class Runner:
                         if stage.name not in selected:
                             results[stage.name] = StageResult(stage.name, "not-selected")
                             continue
-                        ready.append(stage)
-                    # A stage that starts alone (none running, none other ready) stays alone until it ends, since
-                    # only an ending stage makes others ready: it gets every core. Side by side, they split them.
-                    alone = not running and len(ready) == 1
-                    for stage in ready[: max(0, jobs - len(running))]:
-                        threads = self.cores if alone else max(1, self.cores // jobs)
+                        if len(running) >= jobs:
+                            break
                         if on_event:
                             on_event("start", stage, None)
-                        running[pool.submit(self.run_stage, stage, selected[stage.name], threads)] = stage
+                        running[pool.submit(self.run_stage, stage, selected[stage.name])] = stage
                     if not running:
                         if failed or len(results) == len(stages):
                             break
@@ -631,9 +625,7 @@ class Runner:
                 state["status"] = "interrupted"
                 self.state_path(stage).write_text(json.dumps(state, indent=2) + "\n")
 
-    def run_stage(self, stage: StageSpec, mode: str = "cache", threads: int | None = None) -> StageResult:
-        """Run one stage unless cached (`mode`, see `plan`); `threads`: its OpenMP/MKL threads (default: the cores
-        split between `jobs` stages) unless the recipe's env or the caller's environment sets them."""
+    def run_stage(self, stage: StageSpec, mode: str = "cache") -> StageResult:
         fingerprint = self.fingerprints.get(stage.name) or self.fingerprint(stage)
         state = self.read_state(stage)
         outputs = self.outputs(stage)
@@ -666,9 +658,9 @@ class Runner:
                     shutil.rmtree(path)
                 elif path.exists():
                     path.unlink()
-        return self._execute(stage, fingerprint, note, threads or max(1, self.cores // self.jobs))
+        return self._execute(stage, fingerprint, note)
 
-    def _execute(self, stage: StageSpec, fingerprint: str, note: str, threads: int) -> StageResult:
+    def _execute(self, stage: StageSpec, fingerprint: str, note: str) -> StageResult:
         config = self.resolved_config(stage)
         if config is not None:
             path = self.config_path(stage)
@@ -686,15 +678,11 @@ class Runner:
             "NANO2_SHARED_DATA": str(shared_data_dir()),
             RECORD_ENV: str(record),
         }
-        for var in THREAD_VARS:  # unless the recipe or the caller says otherwise
-            env.setdefault(var, str(threads))
-        # Idle OpenMP threads sleep instead of spinning: with spinning threads a 2-thread training step runs ~6x
-        # slower as soon as anything else wants a core; sleeping, it stays faster than one thread even then.
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        threads_line = " ".join(f"{var}={env[var]}" for var in (*THREAD_VARS, "OMP_WAIT_POLICY"))
+        for var in THREAD_VARS:  # stages side by side share the cores: unless told otherwise, split them
+            env.setdefault(var, str(max(1, (os.cpu_count() or 1) // self.jobs)))
         t0 = time.time()
         with log.open("w") as out:
-            out.write("$ " + " ".join(cmd) + "\n" + (f"# {note}\n" if note else "") + f"# {threads_line}\n")
+            out.write("$ " + " ".join(cmd) + "\n" + (f"# {note}\n" if note else ""))
             out.flush()
             proc = subprocess.Popen(
                 cmd,
@@ -707,8 +695,7 @@ class Runner:
             )
             with self._lock:
                 self._procs[stage.name] = proc
-            used = env["OMP_NUM_THREADS"]
-            self._write_state(stage, fingerprint, "running", 0.0, command=cmd, pgid=proc.pid, note=note, threads=used)
+            self._write_state(stage, fingerprint, "running", 0.0, command=cmd, pgid=proc.pid, note=note)
             returncode = proc.wait()
         seconds = time.time() - t0
         outputs = self.outputs(stage)
@@ -729,8 +716,7 @@ class Runner:
             record.rename(final_record)
         fingerprint = self.fingerprint(stage)  # now with the code this run recorded
         inventory = output_inventory(outputs)
-        state = {"command": cmd, "note": note, "inventory": inventory, "threads": used}
-        self._write_state(stage, fingerprint, "done", seconds, **state)
+        self._write_state(stage, fingerprint, "done", seconds, command=cmd, note=note, inventory=inventory)
         return StageResult(stage.name, "ran", seconds, note=note)
 
     def _write_state(self, stage: StageSpec, fingerprint: str, status: str, seconds: float, **extra: Any) -> None:
