@@ -43,9 +43,8 @@ def make_input(shared: Path, out: Path, repeat: int) -> int:
     return sum(1 for _ in WarcDocuments(str(out), glob_pattern="*.warc.gz").run()) + 2 * repeat  # + non-HTML
 
 
-def run_reference(input_dir: str, work: str, workers: int) -> None:
-    """The FineWeb-style datatrove pipeline (run in a child by `measure_python`)."""
-    from datatrove.executor import LocalPipelineExecutor
+def reference_steps(input_dir: str) -> list:
+    """The FineWeb-style datatrove steps: WARC -> trafilatura -> Gopher, C4 and FineWeb filters."""
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import (
         C4QualityFilter,
@@ -54,22 +53,28 @@ def run_reference(input_dir: str, work: str, workers: int) -> None:
         GopherRepetitionFilter,
     )
     from datatrove.pipeline.readers import WarcReader
-    from datatrove.pipeline.writers import JsonlWriter
 
     from curation.web.words import RegexWordTokenizer
 
     tok = RegexWordTokenizer()
-    out = Path(work)
-    shutil.rmtree(out, ignore_errors=True)
-    pipeline = [
+    return [
         WarcReader(input_dir, glob_pattern="*.warc.gz"),
         Trafilatura(favour_precision=True),
         GopherRepetitionFilter(language=tok),
         GopherQualityFilter(language=tok),
         C4QualityFilter(filter_no_terminal_punct=False, language=tok),
         FineWebQualityFilter(language=tok),
-        JsonlWriter(str(out / "out")),
     ]
+
+
+def run_reference(input_dir: str, work: str, workers: int) -> None:
+    """The FineWeb-style datatrove pipeline (run in a child by `measure_python`)."""
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.writers import JsonlWriter
+
+    out = Path(work)
+    shutil.rmtree(out, ignore_errors=True)
+    pipeline = [*reference_steps(input_dir), JsonlWriter(str(out / "out"))]
     # fork, as our executor does (curation/executors.py): forkserver workers are grandchildren nobody waits for,
     # so their CPU time would escape the measurement
     LocalPipelineExecutor(pipeline, tasks=4, workers=workers, logging_dir=str(out / "logs"), start_method="fork").run()

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_web import CLASSIFIERS, make_input
+from bench_web import CLASSIFIERS, make_input, reference_steps
 from cputime import measure_python
 
 
@@ -180,26 +180,7 @@ def step_cpu(input_dir: str, work: str, shared: str, quality_dir: str, rounds: i
 
 def reference_step_cpu(input_dir: str) -> dict:
     """CPU seconds of each step of the reference pipeline, as `step_cpu` measures ours."""
-    from datatrove.pipeline.extractors import Trafilatura
-    from datatrove.pipeline.filters import (
-        C4QualityFilter,
-        FineWebQualityFilter,
-        GopherQualityFilter,
-        GopherRepetitionFilter,
-    )
-    from datatrove.pipeline.readers import WarcReader
-
-    from curation.web.words import RegexWordTokenizer
-
-    tok = RegexWordTokenizer()
-    steps = [
-        WarcReader(input_dir, glob_pattern="*.warc.gz"),
-        Trafilatura(favour_precision=True),
-        GopherRepetitionFilter(language=tok),
-        GopherQualityFilter(language=tok),
-        C4QualityFilter(filter_no_terminal_punct=False, language=tok),
-        FineWebQualityFilter(language=tok),
-    ]
+    steps = reference_steps(input_dir)
     times = {}
     docs = None
     for step in steps:
