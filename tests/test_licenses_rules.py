@@ -158,6 +158,25 @@ def test_rule_leftover_license_text_is_never_dropped_silently(db):
     assert first == second and first.expression == "mit" and detector.notice_cache_hits == 1
 
 
+def test_rule_references_beside_a_notice_are_read_whole(db):
+    either = (
+        "/*\n * Copyright (C) Jane Roe 2003\n *\n * This software may be distributed either under the terms of the\n"
+        " * BSD-style license that accompanies this package or the GNU GPL version 2\n * or later\n */\n" + CODE
+    )
+    exact_only = LicenseDetector(DetectorSettings(escalate_imperfect_headers=False)).detect_header(either)
+    assert exact_only.expression == "bsd-new AND gpl-2.0-plus"  # two licenses: the GPL reference read alone
+    whole = LicenseDetector(SETTINGS).detect_header(either)
+    assert whole.expression == "bsd-new OR gpl-2.0-plus" and whole.matcher.startswith("full")
+
+
+def test_rule_keys_that_grant_nothing_and_restrict_nothing(db, tmp_path):
+    grant = "# You may use, copy, modify this code for any purpose and without fee.\n"  # ScanCode: other-permissive
+    beside_mit = "# Licensed under the MIT license.\n" + grant + CODE
+    assert LicenseDetector(SETTINGS).detect_header(beside_mit).expression == "mit AND other-permissive"
+    kept, rows = decide_files({"beside_mit.py": beside_mit, "alone.py": grant + CODE}, tmp_path)
+    assert kept == {"beside_mit.py"} and rows["alone.py"]["reason"] == "no_license"
+
+
 def test_rule_timeouts_are_retried_then_dropped(monkeypatch):
     """A scan that burns CPU past its budget is retried once (full matcher, 4x the budget), then dropped."""
     calls: list[bool] = []

@@ -84,7 +84,7 @@ def build_allowlist(records: Iterable[LicenseRecord], overrides: Overrides, vers
     allowed = []
     for key in sorted(by_key):
         record = by_key[key]
-        if key in overrides.deny:
+        if key in overrides.deny or key in overrides.neutral:  # neutral keys are taken out before any verdict
             continue
         if record.category in ALLOWED_CATEGORIES:
             source = "category"

@@ -275,7 +275,7 @@ class DetectorSettings:
         """What a cached detection of this `kind` depends on."""
         if kind == "header":
             return (
-                f"scancode={scancode_version()};header3;lines={self.header_lines};chars={self.header_chars};"
+                f"scancode={scancode_version()};header4;lines={self.header_lines};chars={self.header_chars};"
                 f"escalate={self.escalate_imperfect_headers};tail={self.check_tail};leftover={self.check_leftover};"
                 f"whole={self.full_text_chars}"
             )
@@ -294,6 +294,9 @@ class ScanResult:
     notice_key: str = ""  # the normalised text of the matched lines, for the notice cache
     # each detection with an expression: (expression, the lines its matches cover, no imperfection flag)
     parts: tuple[tuple[str, frozenset[int], bool], ...] = ()
+    # bare references to a license ("the GNU General Public License") beside a notice or license text: exact
+    # matching reads each as a license of the file, where a longer rule may read the whole as one notice
+    mixed_references: bool = False
 
 
 _NORMALISE = re.compile(r"[^a-z0-9]+")
@@ -352,9 +355,11 @@ class LicenseDetector:
         - a match that reaches the end of the head (a license text longer than the head), or license markers
           after the head (SPDX lines, `MODULE_LICENSE`, license names near "license" or
           "copyright", license phrases) send the whole file to the exact matcher instead of its head;
-        - license language left over beside a fast match (lines no match covers), or a match ScanCode flags as
-          imperfect, sends the same text to the full matcher; a flagged notice already seen (same normalised
-          text, same exact answer) reuses that answer instead of being matched again;
+        - license language left over beside a fast match (lines no match covers), a match ScanCode flags as
+          imperfect, or a bare reference to a license beside a notice (gettext's "can be used in projects which
+          are not available under the GNU General Public License", inside an unlimited-permission notice) sends
+          the same text to the full matcher; a doubtful notice already seen (same normalised text, same exact
+          answer) reuses that answer instead of being matched again;
         - after leftover license language, both answers count (AND) and license text that even the full matcher
           leaves unmatched is an `unknown` license; so is a matched name that is only the prefix of a longer one
           (`CC-BY` of `CC-BY-ND`).
@@ -376,7 +381,8 @@ class LicenseDetector:
             if fast.failed or result is None:
                 return fast
         leftover = s.check_leftover and leftover_license_text(target, result.covered_lines)
-        if not leftover and not (result.imperfect and s.escalate_imperfect_headers):
+        doubtful = result.imperfect or result.mixed_references
+        if not leftover and not (doubtful and s.escalate_imperfect_headers):
             return self._fail_closed(fast, result)
         cache_key = (result.notice_key, fast.expression or "")
         if not leftover and result.notice_key:
@@ -512,11 +518,12 @@ class LicenseDetector:
                 covered.update(range(match.start_line, match.end_line + 1))
                 rule = match.rule
                 if match.matcher.startswith("1-spdx"):
-                    kinds.add("declaration")
+                    kind = "declaration"
                 elif rule.is_license_reference and not (rule.is_license_notice or rule.is_license_text):
-                    kinds.add("reference")
+                    kind = "reference"
                 else:
-                    kinds.add("notice")
+                    kind = "notice"
+                kinds.add(kind)
                 if (rule.is_license_reference or rule.is_license_tag) and match.start_line == match.end_line:
                     truncated |= _cut_short(
                         match.matched_text(whole_lines=False, highlight=False),
@@ -525,8 +532,10 @@ class LicenseDetector:
         grant: GrantKind = "notice" if "notice" in kinds else "reference" if kinds == {"reference"} else (
             "declaration" if kinds == {"declaration"} else "notice")  # fmt: skip
         notice_key = _normalised("\n".join(lines[n - 1] for n in sorted(covered) if n <= len(lines)))
+        mixed_references = "reference" in kinds and "notice" in kinds
         return ScanResult([d.license_expression for d in detections if d.license_expression], imperfect,
-                          frozenset(covered), grant, truncated, notice_key, tuple(parts))  # fmt: skip
+                          frozenset(covered), grant, truncated, notice_key, tuple(parts),
+                          mixed_references)  # fmt: skip
 
 
 def _cut_by_the_head(text: str, head: str, covered_lines: frozenset[int]) -> bool:
