@@ -294,8 +294,8 @@ class ScanResult:
     notice_key: str = ""  # the normalised text of the matched lines, for the notice cache
     # each detection with an expression: (expression, the lines its matches cover, no imperfection flag)
     parts: tuple[tuple[str, frozenset[int], bool], ...] = ()
-    # bare references to a license ("the GNU General Public License") beside a notice or license text: exact
-    # matching reads each as a license of the file, where a longer rule may read the whole as one notice
+    # bare references to a license ("or the GNU GPL version 2") beside a notice or license text: exact matching
+    # reads each as a license of the file, where a longer rule may read the whole sentence as one expression
     mixed_references: bool = False
 
 
@@ -356,8 +356,8 @@ class LicenseDetector:
           after the head (SPDX lines, `MODULE_LICENSE`, license names near "license" or
           "copyright", license phrases) send the whole file to the exact matcher instead of its head;
         - license language left over beside a fast match (lines no match covers), a match ScanCode flags as
-          imperfect, or a bare reference to a license beside a notice (gettext's "can be used in projects which
-          are not available under the GNU General Public License", inside an unlimited-permission notice) sends
+          imperfect, or a bare reference to a license beside a notice ("under the terms of the BSD-style license
+          ... or the GNU GPL version 2 or later": exact matching reads two licenses, the full matcher one OR) sends
           the same text to the full matcher; a doubtful notice already seen (same normalised text, same exact
           answer) reuses that answer instead of being matched again;
         - after leftover license language, both answers count (AND) and license text that even the full matcher
