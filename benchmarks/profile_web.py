@@ -6,7 +6,7 @@ Runs `bench_web.run_ours` on the same input as `bench_web.py`, in a fresh child,
 that each stage's CPU (`os.times()` of the driver and its waited-for children) is recorded. With `--cprofile DIR`
 every worker task also writes a cProfile dump (`DIR/<stage>-<pid>.prof`) and the driver one of its own.
 
-Usage: python benchmarks/profile_web.py [--repeat 20] [--workers 2] [--cprofile DIR]
+Usage: python benchmarks/profile_web.py [--repeat 20] [--workers 2] [--cprofile DIR] [--steps]
 """
 
 from __future__ import annotations
@@ -107,44 +107,7 @@ def _profile_steps(stage, prof_dir: str) -> None:
     first.run = run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--cprofile", default="", help="folder for cProfile dumps (driver and every task)")
-    args = parser.parse_args()
-    shared = Path(os.environ.get("NANO2_SHARED_DATA", "../shared/data")).resolve()
-    tmp = Path(tempfile.mkdtemp(prefix="profile-web-"))
-    records = make_input(shared, tmp / "input", args.repeat)
-    from curation.quality.training import tiny_config, train_quality
-
-    train_quality(tiny_config(), tmp / "quality", data_root=shared)
-    if args.cprofile:
-        Path(args.cprofile).mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, NANO2_SHARED_DATA=str(shared))
-    noop = measure_python("os:getpid", [], repeats=1, env=env).runs[0].cpu_s
-    start = time.perf_counter()
-    samples = measure_python(
-        "profile_web:profiled_ours",
-        [str(tmp / "input"), str(tmp / "ours"), args.workers, str(shared), str(tmp / "quality"), args.cprofile],
-        repeats=1,
-        env=env,
-    )
-    run = samples.runs[0]
-    print(f"input: {records} records; tree CPU {run.cpu_s:.2f} s, wall {time.perf_counter() - start:.1f} s")
-    print(f"  interpreter start (no-op child): {noop:.2f} s")
-    for name, cpu in run.result["phases"].items():
-        print(f"  {name:45s} {cpu:7.2f} s")
-    print("datatrove step time (wall inside steps, summed over tasks):")
-    for name, sec in run.result["steps"].items():
-        print(f"  {name:70s} {sec:7.2f} s")
-
-
-if __name__ == "__main__":
-    main()
-
-
-def step_cpu(input_dir: str, work: str, shared: str, quality_dir: str, rounds: int = 1) -> dict:
+def step_cpu(input_dir: str, work: str, shared: str, quality_dir: str) -> dict:
     """CPU seconds of each extract-stage step on the whole input, one step at a time over a materialised list
     (exclusive: process time of this process plus its waited-for children, e.g. the extraction sandbox)."""
     import shutil
@@ -189,3 +152,65 @@ def reference_step_cpu(input_dir: str) -> dict:
         times[type(step).__name__] = _cpu() - t
     times["documents out"] = len(docs)
     return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cprofile", default="", help="folder for cProfile dumps (driver and every task)")
+    parser.add_argument(
+        "--steps", action="store_true", help="also each step's own CPU, ours and the reference's, one process each"
+    )
+    args = parser.parse_args()
+    shared = Path(os.environ.get("NANO2_SHARED_DATA", "../shared/data")).resolve()
+    tmp = Path(tempfile.mkdtemp(prefix="profile-web-"))
+    records = make_input(shared, tmp / "input", args.repeat)
+    from curation.quality.training import tiny_config, train_quality
+
+    train_quality(tiny_config(), tmp / "quality", data_root=shared)
+    if args.cprofile:
+        Path(args.cprofile).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, NANO2_SHARED_DATA=str(shared))
+    noop = measure_python("os:getpid", [], repeats=1, env=env).runs[0].cpu_s
+    start = time.perf_counter()
+    samples = measure_python(
+        "profile_web:profiled_ours",
+        [str(tmp / "input"), str(tmp / "ours"), args.workers, str(shared), str(tmp / "quality"), args.cprofile],
+        repeats=1,
+        env=env,
+    )
+    run = samples.runs[0]
+    print(f"input: {records} records; tree CPU {run.cpu_s:.2f} s, wall {time.perf_counter() - start:.1f} s")
+    print(f"  interpreter start (no-op child): {noop:.2f} s")
+    for name, cpu in run.result["phases"].items():
+        print(f"  {name:45s} {cpu:7.2f} s")
+    print("datatrove step time (wall inside steps, summed over tasks):")
+    for name, sec in run.result["steps"].items():
+        print(f"  {name:70s} {sec:7.2f} s")
+    if args.steps:
+        print_step_floor(tmp, shared, run.cpu_s, env)
+
+
+def print_step_floor(tmp: Path, shared: Path, ours_tree_cpu: float, env: dict) -> None:
+    """Each step's own CPU, ours (extract stage) and the reference's, and what a 3x ratio would leave for ours."""
+    ours = measure_python(
+        "profile_web:step_cpu", [str(tmp / "input"), str(tmp / "steps"), str(shared), str(tmp / "quality")],
+        repeats=1, env=env,
+    ).runs[0]  # fmt: skip
+    reference = measure_python("profile_web:reference_step_cpu", [str(tmp / "input")], repeats=1, env=env).runs[0]
+    for label, run in (("ours, extract stage", ours), ("reference", reference)):
+        print(f"{label} steps, one process (own CPU of each step over the whole input):")
+        for name, value in run.result.items():
+            print(f"  {name:45s} {value:7.2f}" + ("" if name == "documents out" else " s"))
+    ours_steps = sum(v for k, v in ours.result.items() if k not in ("documents out", "build_stages"))
+    reference_steps_cpu = sum(v for k, v in reference.result.items() if k != "documents out")
+    print(
+        f"3x over the reference's steps alone ({reference_steps_cpu:.2f} s) leaves {reference_steps_cpu / 3:.2f} s "
+        f"for the whole of ours; our extract-stage steps alone take {ours_steps:.2f} s, the whole run "
+        f"{ours_tree_cpu:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

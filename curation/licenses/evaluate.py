@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import gzip
 import hashlib
 import json
@@ -37,6 +38,7 @@ CODE_SUFFIXES = frozenset(
     [".c", ".h", ".cc", ".cpp", ".hpp", ".java", ".js", ".py", ".rb", ".php", ".go", ".rs", ".cs", ".pl", ".pm",
      ".sh", ".m4", ".S", ".el", ".scala"]
 )  # fmt: skip
+PROGRESS_EVERY = 250  # cases between progress lines: the full matcher takes about a second per case
 # Detection modes of the cases check: (method, settings changes). `default` is what the pipeline runs on each
 # case: the full matcher on license files, notices and READMEs (by file name), the fast path on everything else.
 MODES = {
@@ -174,11 +176,19 @@ def evaluate_cases(
     the two halves of the cases by a stable hash of their path (`half_a`, `half_b`)."""
     load_index()  # once, before forking, so workers share it
     jobs = [(pipeline_method(c.filename) if mode == "default" else mode, c.text, settings) for c in cases]
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_detect_case, jobs, chunksize=8)
-    else:
-        results = [_detect_case(job) for job in jobs]
+    results: list[tuple[Detection, float]] = []
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
+            detections = pool.imap(_detect_case, jobs, chunksize=8)
+        else:
+            detections = map(_detect_case, jobs)
+        for result in detections:
+            results.append(result)
+            if len(results) % PROGRESS_EVERY == 0 or len(results) == len(jobs):
+                elapsed = time.perf_counter() - started
+                print(f"{mode}: {len(results)}/{len(jobs)} cases, {elapsed:.0f} s", file=sys.stderr, flush=True)
     everything, code, halves = CaseScore(), CaseScore(), {"A": CaseScore(), "B": CaseScore()}
     for case, (detection, seconds) in zip(cases, results, strict=True):
         everything.add(case, detection, seconds, allowlist)
@@ -187,9 +197,6 @@ def evaluate_cases(
             code.add(case, detection, seconds, allowlist)
     return {"all": everything.as_dict(), "source_code": code.as_dict(), "half_a": halves["A"].as_dict(),
             "half_b": halves["B"].as_dict()}  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------------------------
