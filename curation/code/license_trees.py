@@ -4,8 +4,12 @@ Trees nobody labelled for us: the PyPI distributions installed in this environme
 License-Expression, License and license classifiers) and npm packages installed with `npm install
 --ignore-scripts` into a temporary folder (label: `package.json` `license`). Each package runs through the license
 stage (`curation.code.license_stage`) as one repository; its code files (not license or metadata files) are kept
-or dropped. Per package: a wrong keep is a package declaring a non-permissive license with any code file kept,
-a false drop a package declaring a permissive license with none of its code files kept.
+or dropped. Per package: a wrong keep is a package declaring a non-permissive license with a code file kept under
+the package's own declarations (its root license files or metadata), a false drop a package declaring a permissive
+license with none of its code files kept. A file kept under a bundled component's own declaration (a license
+file in its subtree, or its own `SPDX-License-Identifier` line: POLICY.md rule 3) is not governed by the package's
+declared license, which covers the whole distribution (a wheel's compiled-in libraries included); such files are
+counted apart (`bundled_keeps`) with the declarations that governed them, for a reader to check.
 
     python -m curation.code.license_trees [--distributions six idna ...] [--npm left-pad @babel/core ...]
 """
@@ -32,7 +36,8 @@ class PackageScore:
 
     packages: int = 0
     labelled: int = 0
-    wrong_keeps: int = 0  # a package declaring a non-permissive license with any code file kept
+    wrong_keeps: int = 0  # a package declaring a non-permissive license with a file kept under its declarations
+    bundled_keeps: int = 0  # files of such packages kept under a bundled component's own declaration
     false_drops: int = 0  # a package declaring a permissive license with none of its code files kept
     files: int = 0
     files_kept: int = 0
@@ -42,6 +47,7 @@ class PackageScore:
     def as_dict(self) -> dict:
         return {
             "packages": self.packages, "labelled": self.labelled, "wrong_keeps": self.wrong_keeps,
+            "bundled_keeps": self.bundled_keeps,
             "false_drops": self.false_drops, "files": self.files, "files_kept": self.files_kept,
             "files_per_second": round(self.files / self.seconds, 1) if self.seconds else None,
         }  # fmt: skip
@@ -75,10 +81,20 @@ def score_package(name: str, files: list, label: str | None, allowlist: AllowLis
     for doc in code:
         if reason := doc.metadata.get(REASON_KEY):
             reasons[reason] = reasons.get(reason, 0) + 1
+    sources = {id(d): d.metadata.get(Meta.LICENSE_SOURCE_PATH) for d in kept}
+    bundled = [d for d in kept if governed_by_a_bundled_component(d.metadata[Meta.PATH], sources[id(d)])]
     return {"package": name, "label": label, "label_keeps": keeps_license(label, allowlist) if label else None,
-            "code_files": len(code), "kept": len(kept),
+            "code_files": len(code), "kept": len(kept), "kept_bundled": len(bundled),
             "kept_licenses": sorted({str(d.metadata.get(Meta.LICENSE_EXPRESSION)) for d in kept}),
+            "bundled_sources": sorted({str(d.metadata.get(Meta.LICENSE_SOURCE_PATH)) for d in bundled}),
             "drop_reasons": reasons}  # fmt: skip
+
+
+def governed_by_a_bundled_component(path: str, source_paths: str | None) -> bool:
+    """Was a kept file governed by no declaration at the package root, only by a license file in its own subtree
+    or its own SPDX line (POLICY.md rule 3)? `source_paths` is the comma-joined evidence its resolution used."""
+    sources = [p.strip() for p in (source_paths or "").split(",") if p.strip()]
+    return bool(sources) and not any("/" not in source and source != path for source in sources)
 
 
 def site_packages_trees(names: list[str] | None) -> list[tuple[str, list, str, str]]:
@@ -137,7 +153,8 @@ def evaluate_packages(trees: list[tuple[str, list, str, str]], settings: Detecto
         score.files_kept += row["kept"]
         if label is not None and row["code_files"]:
             score.labelled += 1
-            row["wrong_keep"] = not row["label_keeps"] and row["kept"] > 0
+            row["wrong_keep"] = not row["label_keeps"] and row["kept"] > row["kept_bundled"]
+            score.bundled_keeps += 0 if row["label_keeps"] else row["kept_bundled"]
             row["false_drop"] = bool(row["label_keeps"]) and row["kept"] == 0
             score.wrong_keeps += row["wrong_keep"]
             score.false_drops += row["false_drop"]
@@ -170,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
                     kind = "WRONG KEEP" if row["wrong_keep"] else "false drop"
                     print(f"  {kind}: {row['package']} declared={row['label']} kept={row['kept']}/"
                           f"{row['code_files']} {row['kept_licenses']}")  # fmt: skip
+                elif row.get("label_keeps") is False and row["kept_bundled"]:
+                    print(
+                        f"  kept under bundled components: {row['package']} declared={row['label']} "
+                        f"kept={row['kept_bundled']}/{row['code_files']} governed by {row['bundled_sources']}"
+                    )
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2), encoding="utf-8")
