@@ -169,6 +169,24 @@ def test_rule_references_beside_a_notice_are_read_whole(db):
     assert whole.expression == "bsd-new OR gpl-2.0-plus" and whole.matcher.startswith("full")
 
 
+def test_rule_full_matcher_names_left_unmatched_are_unknown(db):
+    """A license file or README section read by the full matcher: a restrictive license named on license
+    language the matcher left unmatched, and shown by none of its keys, adds `unknown`."""
+    detector = LicenseDetector(SETTINGS)
+    section = (
+        "## Copyright and license\n\nCode and documentation copyright 2014 Docker, inc. Code released under the "
+        "Apache 2.0 license.\nDocs released under Creative commons.\n"
+    )
+    both = detector.detect_text(section)
+    assert both.expression == "apache-2.0 AND unknown" and "creative commons" in both.detail
+    # without the docs line, and where the named license is the one matched, nothing is added
+    assert detector.detect_text(section.replace("Docs released under Creative commons.\n", "")).expression == (
+        "apache-2.0"
+    )
+    gpl = detector.detect_text(db["gpl-2.0"].text + "\nThis program is released under the GPL.\n")
+    assert "unknown" not in gpl.expression and gpl.detail is None
+
+
 def test_rule_keys_that_grant_nothing_and_restrict_nothing(db, tmp_path):
     grant = "# You may use, copy, modify this code for any purpose and without fee.\n"  # ScanCode: other-permissive
     beside_mit = "# Licensed under the MIT license.\n" + grant + CODE

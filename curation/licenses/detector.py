@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from curation.licenses.candidates import MetadataError, declared_licenses
-from curation.licenses.policy import combine_and
+from curation.licenses.policy import combine_and, expression_keys
 from nano2.errors import Nano2Error
 
 DetectionStatus = Literal["license", "none", "timeout", "error"]
@@ -189,6 +189,34 @@ RIGHTS_CONTEXT = re.compile(
 )
 
 
+# Names of licenses that can restrict (copyleft, Creative Commons with its ND/NC/SA variants, source-available) and
+# the part of a ScanCode key that shows the matcher found them: named on license-language lines the full matcher
+# left unmatched ("Docs released under Creative commons" beside an Apache notice), they are an unknown license.
+RESTRICTIVE_NAMES = {
+    "gpl": "gpl", "agpl": "gpl", "lgpl": "gpl", "mpl": "mpl", "epl": "epl", "cddl": "cddl", "eupl": "eupl",
+    "cecill": "cecill", "osl": "osl", "sspl": "sspl", "bsl": "bsl", "creative commons": "cc", "ccby": "cc",
+    "cc by": "cc", "cc0": "cc0",
+}  # fmt: skip
+_RESTRICTIVE_NAME = re.compile(
+    r"\b(?:a?gpl|lgpl|mpl|epl|cddl|eupl|cecill|osl|sspl|bsl|cc[- ]?by|cc0|creative\s+commons)\b", re.IGNORECASE
+)
+
+
+def unmatched_restrictive_names(text: str, covered_lines: frozenset[int], expression: str | None) -> list[str]:
+    """Names of restrictive licenses (`RESTRICTIVE_NAMES`) on license-language lines no match covers that no key
+    of `expression` shows (a GPL named beside a public-domain dedication the matcher read alone)."""
+    keys = expression_keys(expression) if expression else []
+    lines = text.split("\n")
+    names: list[str] = []
+    for n in sorted(_license_language_lines(text) - covered_lines):
+        for match in _RESTRICTIVE_NAME.finditer(lines[n - 1]):
+            name = " ".join(match.group(0).lower().replace("-", " ").split())
+            shown_by = RESTRICTIVE_NAMES[name]
+            if name not in names and not any(shown_by in key for key in keys):
+                names.append(name)
+    return names
+
+
 def _license_language(line: str, previous: str) -> bool:
     """Is there license language on `line` (`previous` is the line before it, for restrictive words)?"""
     if LEFTOVER_LICENSE_TEXT.search(line):
@@ -279,7 +307,10 @@ class DetectorSettings:
                 f"escalate={self.escalate_imperfect_headers};tail={self.check_tail};leftover={self.check_leftover};"
                 f"whole={self.full_text_chars}"
             )
-        return f"scancode={scancode_version()};full;unknown={self.unknown_licenses};max={self.max_license_text_chars}"
+        return (
+            f"scancode={scancode_version()};full2;unknown={self.unknown_licenses};leftover={self.check_leftover};"
+            f"max={self.max_license_text_chars}"
+        )
 
 
 @dataclass(frozen=True)
@@ -440,10 +471,17 @@ class LicenseDetector:
             return Detection(
                 "error", None, "full", f"{len(text)} characters, over the {s.max_license_text_chars} limit"
             )
-        detection, _ = self._detect(
+        detection, result = self._detect(
             text, approximate=True, unknown=s.unknown_licenses, deadline_s=s.file_deadline_s, matcher="full"
         )
-        return detection
+        if not s.check_leftover or result is None or detection.status != "license":
+            return detection
+        names = unmatched_restrictive_names(text, result.covered_lines, detection.expression)
+        if not names:
+            return detection
+        expression = combine_and([detection.expression, UNKNOWN_KEY])
+        return Detection("license", expression, detection.matcher, f"unmatched license named: {', '.join(names)}",
+                         "notice")  # fmt: skip
 
     def detect_declared(self, value: str) -> Detection:
         """A package-metadata license field: an SPDX expression when it parses as one, else the full matcher."""

@@ -119,6 +119,8 @@ class CaseScore:
     wrong_drops: int = 0
     examples: list[dict] = field(default_factory=list)
     drop_examples: list[dict] = field(default_factory=list)  # every wrong drop, with what decided it
+    # right drops (the label says drop, so do we) by the path that caught them: `caught_by_what`
+    caught: dict[str, int] = field(default_factory=dict)
 
     def add(self, case: Case, detection: Detection, seconds: float, allowlist: AllowList) -> None:
         expected = combine_and(case.expected)
@@ -133,6 +135,9 @@ class CaseScore:
         self.same_decision += keep_ours == keep_expected
         self.wrong_keeps += keep_ours and not keep_expected
         self.wrong_drops += keep_expected and not keep_ours
+        if not keep_ours and not keep_expected:
+            what = caught_by_what(detection)
+            self.caught[what] = self.caught.get(what, 0) + 1
         if keep_ours and not keep_expected and len(self.examples) < 30:
             self.examples.append({"id": case.id, "expected": expected, "ours": ours})
         if keep_expected and not keep_ours:
@@ -147,8 +152,19 @@ class CaseScore:
             "same_families": round(self.same_families / n, 4), "same_decision": round(self.same_decision / n, 4),
             "wrong_keeps": self.wrong_keeps, "wrong_drops": self.wrong_drops, "failed": self.failed,
             "files_per_second": round(self.cases / self.seconds, 1) if self.seconds else None,
+            "caught_by": dict(sorted(self.caught.items(), key=lambda item: -item[1])),
             "wrong_keep_examples": self.examples, "wrong_drop_examples": self.drop_examples,
         }  # fmt: skip
+
+
+def caught_by_what(detection: Detection) -> str:
+    """Which path of the detector decided a drop (POLICY.md rules 8-10): `exact-head` the fast path on the head,
+    `exact-file` license markers past the head (rule 8), `full-*` the full matcher after leftover license text, an
+    imperfect match or a reference beside a notice (rule 9), `full` a license file read whole; then why, when the
+    answer was widened (`unidentified license text`, `a license name cut short`) or failed (timeout, error)."""
+    if detection.failed:
+        return f"{detection.status}: {detection.matcher}"
+    return f"{detection.matcher} / {detection.detail}" if detection.detail else detection.matcher
 
 
 _WORKER_DETECTOR: LicenseDetector | None = None
@@ -228,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                                           args.workers)  # fmt: skip
             report[mode]["wall_seconds"] = round(time.perf_counter() - started, 1)
             for part, label in (("all", "all"), ("half_b", "half B"), ("source_code", "source code")):
-                summary = {k: v for k, v in report[mode][part].items() if not k.endswith("_examples")}
+                summary = {k: v for k, v in report[mode][part].items() if not k.endswith("_examples")
+                           and (k != "caught_by" or part == "all")}  # fmt: skip
                 print(f"{mode}: {label} {summary}", flush=True)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
