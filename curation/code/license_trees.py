@@ -188,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {kind}: {row['package']} declared={row['label']} kept={row['kept']}/"
                           f"{row['code_files']} {row['kept_licenses']}")  # fmt: skip
                 elif row.get("label_keeps") is False and row["kept_bundled"]:
+                    governing = sorted({path.strip() for s in row["bundled_sources"] for path in s.split(",")})
+                    more = f" and {len(governing) - 4} more" if len(governing) > 4 else ""
                     print(
                         f"  kept under bundled components: {row['package']} declared={row['label']} "
-                        f"kept={row['kept_bundled']}/{row['code_files']} governed by {row['bundled_sources']}"
+                        f"kept={row['kept_bundled']}/{row['code_files']}, governed by {', '.join(governing[:4])}{more}"
                     )
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
