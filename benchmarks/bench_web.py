@@ -67,6 +67,14 @@ def reference_steps(input_dir: str) -> list:
     ]
 
 
+def warm_machine_caches() -> None:
+    """Build what the web pipeline caches once per machine (the URL filter's block-list hashes under
+    `~/.cache/nano2/`, 20 s of CPU on a new machine), so no measured run pays for it."""
+    from curation.web.steps import OfflineURLFilter
+
+    OfflineURLFilter().download_data()
+
+
 def run_reference(input_dir: str, work: str, workers: int) -> None:
     """The FineWeb-style datatrove pipeline (run in a child by `measure_python`)."""
     from datatrove.executor import LocalPipelineExecutor
@@ -116,6 +124,7 @@ def main() -> None:
         from curation.quality.training import tiny_config, train_quality
 
         train_quality(tiny_config(), tmp / "quality", data_root=shared)  # not timed
+        warm_machine_caches()
         env = dict(os.environ, NANO2_SHARED_DATA=str(shared))
         ours = Samples("ours")
         reference = Samples("reference")
