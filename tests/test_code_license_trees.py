@@ -18,6 +18,8 @@ def test_installed_distributions_are_scored_by_their_declared_license():
     assert rows["six"]["label"] == "mit" and rows["six"]["kept"] == rows["six"]["code_files"] > 0
     assert rows["certifi"]["label"] == "mpl-2.0" and rows["certifi"]["kept"] == 0
     assert report["wrong_keeps"] == 0 and report["false_drops"] == 0 and report["labelled"] == 2
+    # files dropped in permissive packages: six keeps all of its own (certifi's MPL does not count)
+    assert report["permissive_files_dropped"] == f"0/{rows['six']['code_files']}"
 
 
 @pytest.mark.slow

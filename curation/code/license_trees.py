@@ -39,6 +39,10 @@ class PackageScore:
     wrong_keeps: int = 0  # a package declaring a non-permissive license with a file kept under its declarations
     bundled_keeps: int = 0  # files of such packages kept under a bundled component's own declaration
     false_drops: int = 0  # a package declaring a permissive license with none of its code files kept
+    # code files dropped in packages declaring a permissive license (a package keeping 7 of 11,955 files is not a
+    # false drop above, but its 11,948 dropped files show here)
+    permissive_files: int = 0
+    permissive_files_dropped: int = 0
     files: int = 0
     files_kept: int = 0
     seconds: float = 0.0
@@ -48,7 +52,9 @@ class PackageScore:
         return {
             "packages": self.packages, "labelled": self.labelled, "wrong_keeps": self.wrong_keeps,
             "bundled_keeps": self.bundled_keeps,
-            "false_drops": self.false_drops, "files": self.files, "files_kept": self.files_kept,
+            "false_drops": self.false_drops,
+            "permissive_files_dropped": f"{self.permissive_files_dropped}/{self.permissive_files}",
+            "files": self.files, "files_kept": self.files_kept,
             "files_per_second": round(self.files / self.seconds, 1) if self.seconds else None,
         }  # fmt: skip
 
@@ -158,6 +164,9 @@ def evaluate_packages(trees: list[tuple[str, list, str, str]], settings: Detecto
             row["false_drop"] = bool(row["label_keeps"]) and row["kept"] == 0
             score.wrong_keeps += row["wrong_keep"]
             score.false_drops += row["false_drop"]
+            if row["label_keeps"]:
+                score.permissive_files += row["code_files"]
+                score.permissive_files_dropped += row["code_files"] - row["kept"]
         score.rows.append(row)
     return {**score.as_dict(), "rows": score.rows}
 
