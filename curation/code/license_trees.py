@@ -87,8 +87,11 @@ def score_package(name: str, files: list, label: str | None, allowlist: AllowLis
     for doc in code:
         if reason := doc.metadata.get(REASON_KEY):
             reasons[reason] = reasons.get(reason, 0) + 1
-    sources = {id(d): d.metadata.get(Meta.LICENSE_SOURCE_PATH) for d in kept}
-    bundled = [d for d in kept if governed_by_a_bundled_component(d.metadata[Meta.PATH], sources[id(d)])]
+    bundled = [
+        d
+        for d in kept
+        if governed_by_a_bundled_component(d.metadata[Meta.PATH], d.metadata.get(Meta.LICENSE_SOURCE_PATH))
+    ]
     return {"package": name, "label": label, "label_keeps": keeps_license(label, allowlist) if label else None,
             "code_files": len(code), "kept": len(kept), "kept_bundled": len(bundled),
             "kept_licenses": sorted({str(d.metadata.get(Meta.LICENSE_EXPRESSION)) for d in kept}),
@@ -99,8 +102,13 @@ def score_package(name: str, files: list, label: str | None, allowlist: AllowLis
 def governed_by_a_bundled_component(path: str, source_paths: str | None) -> bool:
     """Was a kept file governed by no declaration at the package root, only by a license file in its own subtree
     or its own SPDX line (POLICY.md rule 3)? `source_paths` is the comma-joined evidence its resolution used."""
-    sources = [p.strip() for p in (source_paths or "").split(",") if p.strip()]
+    sources = split_source_paths(source_paths)
     return bool(sources) and not any("/" not in source and source != path for source in sources)
+
+
+def split_source_paths(source_paths: str | None) -> list[str]:
+    """The paths of a comma-joined `Meta.LICENSE_SOURCE_PATH` (as `FileLicenseFilter` writes it)."""
+    return [p.strip() for p in (source_paths or "").split(",") if p.strip()]
 
 
 def site_packages_trees(names: list[str] | None) -> list[tuple[str, list, str, str]]:
@@ -197,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {kind}: {row['package']} declared={row['label']} kept={row['kept']}/"
                           f"{row['code_files']} {row['kept_licenses']}")  # fmt: skip
                 elif row.get("label_keeps") is False and row["kept_bundled"]:
-                    governing = sorted({path.strip() for s in row["bundled_sources"] for path in s.split(",")})
+                    governing = sorted(
+                        {path for joined in row["bundled_sources"] for path in split_source_paths(joined)}
+                    )
                     more = f" and {len(governing) - 4} more" if len(governing) > 4 else ""
                     print(
                         f"  kept under bundled components: {row['package']} declared={row['label']} "

@@ -197,8 +197,12 @@ RESTRICTIVE_NAMES = {
     "cecill": "cecill", "osl": "osl", "sspl": "sspl", "bsl": "bsl", "creative commons": "cc", "ccby": "cc",
     "cc by": "cc", "cc0": "cc0",
 }  # fmt: skip
+# the names above as written in text: a space may be any run of spaces or hyphens ("CC-BY", "Creative  Commons")
 _RESTRICTIVE_NAME = re.compile(
-    r"\b(?:a?gpl|lgpl|mpl|epl|cddl|eupl|cecill|osl|sspl|bsl|cc[- ]?by|cc0|creative\s+commons)\b", re.IGNORECASE
+    r"\b(?:"
+    + "|".join(name.replace(" ", r"[-\s]+") for name in sorted(RESTRICTIVE_NAMES, key=len, reverse=True))
+    + r")\b",
+    re.IGNORECASE,
 )
 
 
