@@ -32,6 +32,13 @@ gold pages scores the other half, and the reverse). The place and word features,
 decision to choose the penalty by inner log-loss were made by looking at the errors and scores of an inner
 cross-validation on the tuning half (`GoldPage.held_out` false) only, so the fold that scores the held-out half is
 the one no decision saw.
+
+Tried under the same cross-validation and left out: the class and id tokens of the elements around a block
+(comment, related, share, author, caption, meta, nav, ad, call to action, content, post, recipe/product detail:
+a block counts as inside when its text lies in such an element's text) moved found/leaked from 0.941/0.076 to
+0.938/0.078, and their CSS queries alone cost 3.8 ms per page; bracketing those elements with sentinels in the
+tree instead changed resiliparse's dump on 208 of the 482 pages. Whole-page candidates and gradient-boosted trees
+on these features were no better either.
 """
 
 from __future__ import annotations
