@@ -16,8 +16,10 @@ SPECS = REPO / "mixtures" / "specs"
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data (or $NANO2_SHARED_DATA); skipped with a reason where absent, but never silently in CI."""
-    path = Path(os.environ.get("NANO2_SHARED_DATA", REPO.parent / "shared" / "data"))
+    """../shared/data (or $NANO2_SHARED_DATA); skipped with a reason where absent, but never silently in CI.
+    Absolute, so a relative $NANO2_SHARED_DATA still holds in tests that write configs elsewhere or change
+    directory."""
+    path = Path(os.environ.get("NANO2_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
     if not path.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"shared data not found at {path} in CI (set NANO2_SHARED_DATA)")
