@@ -85,3 +85,24 @@ def mark_drop(document: Document, reason: str, scores: dict[str, Any] | None = N
     if scores:
         document.metadata[SCORE_KEY] = scores
     return document
+
+
+def nothing_left_reason(decisions: Path, after: str, items: str = "document") -> str:
+    """`nothing left after <stage>: every <item> was dropped (<n>: <step>/<reason>: n, ...)` from the decision
+    shards under `decisions`, or `... the inputs held no <item>` when there are none: the `empty_reason` of an
+    empty artifact's manifest."""
+    import duckdb
+
+    files = sorted(str(p) for p in Path(decisions).rglob("*.parquet"))
+    drops: list[tuple[str, str, int]] = []
+    if files:
+        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        drops = duckdb.sql(
+            f"SELECT step, reason, count(*) FROM read_parquet({listing}) GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+        ).fetchall()
+    if not drops:
+        return f"nothing left after {after}: the inputs held no {items}"
+    total = sum(n for _, _, n in drops)
+    detail = ", ".join(f"{step}/{reason}: {n}" for step, reason, n in drops[:10])
+    more = f", and {len(drops) - 10} more reasons" if len(drops) > 10 else ""
+    return f"nothing left after {after}: every {items} was dropped ({total}: {detail}{more})"

@@ -120,6 +120,30 @@ def test_curate_code_end_to_end(cli, tmp_path, repos_root):
 
     rerun = cli("curate", "code", config)  # datatrove resume: every task is complete, the manifest is rewritten
     assert rerun.code == 0 and read_manifest(out).stats.documents == 3
+    assert "empty_reason" not in manifest.extra
+
+
+def test_an_empty_result_says_why_in_its_manifest(cli, tmp_path, scancode_index):
+    """No repository at all, then repositories whose every file is dropped: an empty artifact with a manifest
+    whose `empty_reason` names what dropped the files (from the decisions)."""
+    empty_root = tmp_path / "empty"
+    empty_root.mkdir()
+    config = write_config(tmp_path, {"kind": "repositories", "root": str(empty_root)})
+    assert cli("curate", "code", config).code == 0
+    out = tmp_path / "data" / "curated" / "code"
+    manifest = read_manifest(out)
+    assert manifest.stats.documents == 0
+    assert manifest.extra["empty_reason"] == "nothing left after curation: the inputs held no file"
+
+    dropped_root = tmp_path / "dropped"
+    (dropped_root / "repo").mkdir(parents=True)
+    (dropped_root / "repo" / "main.py").write_text("print('no license here')\n", encoding="utf-8")
+    (dropped_root / "repo" / "blob.c").write_bytes(b"\0\0binary")
+    config = write_config(tmp_path, {"kind": "repositories", "root": str(dropped_root)})
+    assert cli("curate", "code", config, "--fresh").code == 0
+    reason = read_manifest(out).extra["empty_reason"]
+    assert reason.startswith("nothing left after curation: every file was dropped (2: ")
+    assert "code_license/no_license: 1" in reason and "code_input/binary: 1" in reason
 
 
 def test_config_errors_are_one_line(cli, tmp_path):

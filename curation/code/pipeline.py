@@ -44,7 +44,7 @@ from curation.code.heuristics import CodeHeuristicsFilter
 from curation.code.license_stage import FileLicenseFilter, RepositoryLicenses, preload
 from curation.code.reader import CodeRepositoryReader
 from curation.code.sources import SitePackagesSource, directory_content_hash
-from curation.decisions import DecisionsWriter
+from curation.decisions import DecisionsWriter, nothing_left_reason
 from curation.documents import DocumentWriter
 from curation.licenses.allowlist import load_allowlist
 from curation.licenses.detector import scancode_version
@@ -215,6 +215,8 @@ def write_code_manifest(cfg: CodeConfig, config_path: str | Path | None, stages:
         },
         "work_dir": str(cfg.resolved_work_dir()),
     }  # fmt: skip
+    if not any(Path(cfg.output_dir).rglob(f"*{SHARD_SUFFIX}")):  # say why it is empty
+        extra["empty_reason"] = nothing_left_reason(decisions_dir(cfg.output_dir), after="curation", items="file")
     manifest = write_run_manifest(
         cfg.output_dir, name=cfg.name, config=cfg, config_path=config_path, inputs=inputs,
         logging_dirs=[s.logging_dir for s in stages], tokenizer=counting_tokenizer_id(cfg.tokenizer),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
-from curation.decisions import DecisionsWriter
+from curation.decisions import DecisionsWriter, nothing_left_reason
 from curation.documents import WorkingDocumentsWriter
 from curation.manifests import write_decisions_manifest, write_run_manifest
 from curation.stages import Stage, run_stages
@@ -218,7 +218,9 @@ def run_web(
     for stage in stages:
         source = _READS.get(stage.name)
         if source is not None and not has_documents(cfg.work / source):
-            empty_reason = nothing_left_reason(cfg, after=ran[-1].name if ran else "read")
+            empty_reason = nothing_left_reason(
+                decisions_dir(decisions_artifact(cfg)), after=ran[-1].name if ran else "read"
+            )
             break
         run_stages([stage], cfg.executor)
         ran.append(stage)
@@ -259,25 +261,6 @@ def has_documents(folder: Path) -> bool:
     if not files:
         return False
     return next(iter(JsonlReader(str(folder), limit=1).run()), None) is not None
-
-
-def nothing_left_reason(cfg: WebConfig, after: str) -> str:
-    """`nothing left after <stage>: <n> records read, <n> dropped (<step>/<reason>: n, ...)`, from the decisions."""
-    import duckdb
-
-    files = sorted(str(p) for p in decisions_dir(decisions_artifact(cfg)).rglob("*.parquet"))
-    drops: list[tuple[str, str, int]] = []
-    if files:
-        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-        drops = duckdb.sql(
-            f"SELECT step, reason, count(*) FROM read_parquet({listing}) GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
-        ).fetchall()
-    if not drops:
-        return f"nothing left after {after}: the inputs held no document"
-    total = sum(n for _, _, n in drops)
-    detail = ", ".join(f"{step}/{reason}: {n}" for step, reason, n in drops[:10])
-    more = f", and {len(drops) - 10} more reasons" if len(drops) > 10 else ""
-    return f"nothing left after {after}: every document was dropped ({total}: {detail}{more})"
 
 
 def run_fingerprint(cfg: WebConfig, thresholds: Path | None) -> str:
